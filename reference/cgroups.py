@@ -1,0 +1,138 @@
+"""Resource limits for plain processes through Linux control groups (v1 and v2).
+
+The local flavor uses this to *enforce* ``cpu_count`` (CFS quota) and ``memory`` (memory limit)
+for each step process, so the limits are observable inside the step exactly as in a container.
+It needs a writable cgroup file system (root, or a delegated subtree); :func:`probe` says
+whether this host has one, and the local flavor declares cpu/memory unsupported when not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+CFS_PERIOD_US = 100_000
+_PARENT = "orcakit"
+
+
+@dataclass(frozen=True)
+class CgroupHost:
+    version: int  # 1 or 2
+    root: Path
+
+    def controller_dir(self, controller: str) -> Path:
+        return self.root / controller if self.version == 1 else self.root
+
+
+def probe(root: str = "/sys/fs/cgroup") -> CgroupHost | None:
+    """The host's cgroup layout if this process may create limited groups, else None."""
+    base = Path(root)
+    try:
+        if (base / "cgroup.controllers").is_file():  # unified hierarchy (v2)
+            controllers = (base / "cgroup.controllers").read_text().split()
+            if {"cpu", "memory"} <= set(controllers) and os.access(base, os.W_OK):
+                host = CgroupHost(2, base)
+                _ensure_parent(host)
+                return host
+            return None
+        if all((base / c / "cgroup.procs").is_file() for c in ("cpu", "memory")):
+            if os.access(base / "cpu", os.W_OK) and os.access(base / "memory", os.W_OK):
+                host = CgroupHost(1, base)
+                _ensure_parent(host)
+                return host
+    except OSError:
+        return None
+    return None
+
+
+def _ensure_parent(host: CgroupHost) -> None:
+    for controller in ("cpu", "memory"):
+        (host.controller_dir(controller) / _PARENT).mkdir(exist_ok=True)
+    if host.version == 2:
+        # Controllers must be enabled for children at every level above the leaf.
+        for level in (host.root, host.root / _PARENT):
+            try:
+                (level / "cgroup.subtree_control").write_text("+cpu +memory")
+            except OSError:
+                pass
+
+
+@dataclass(frozen=True)
+class StepCgroup:
+    """One step attempt's group(s): join with :meth:`procs_files`, clean up with :meth:`remove`."""
+
+    host: CgroupHost
+    name: str
+
+    def dirs(self) -> list[Path]:
+        if self.host.version == 2:
+            return [self.host.root / _PARENT / self.name]
+        return [self.host.controller_dir(c) / _PARENT / self.name for c in ("cpu", "memory")]
+
+    def procs_files(self) -> list[str]:
+        """Files a process writes its PID into to join (the child does it before running)."""
+        return [str(d / "cgroup.procs") for d in self.dirs()]
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer killed a process of this group."""
+        if self.host.version == 2:
+            events = self.dirs()[0] / "memory.events"
+        else:
+            events = self.dirs()[1] / "memory.oom_control"
+        try:
+            match = re.search(r"^oom_kill (\d+)", events.read_text(), re.M)
+        except OSError:
+            return False
+        return bool(match and int(match.group(1)) > 0)
+
+    def remove(self) -> None:
+        for directory in self.dirs():
+            try:
+                directory.rmdir()
+            except OSError:
+                pass
+
+
+def create(host: CgroupHost, name: str, cpu_count: float | None, memory_bytes: int | None) -> StepCgroup:
+    """A new group limited to ``cpu_count`` CPUs (CFS quota) and ``memory_bytes``."""
+    group = StepCgroup(host, re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:200])
+    for directory in group.dirs():
+        directory.mkdir(exist_ok=True)
+    quota = None if cpu_count is None else max(1000, round(cpu_count * CFS_PERIOD_US))
+    if host.version == 2:
+        leaf = group.dirs()[0]
+        if quota is not None:
+            (leaf / "cpu.max").write_text(f"{quota} {CFS_PERIOD_US}")
+        if memory_bytes is not None:
+            (leaf / "memory.max").write_text(str(memory_bytes))
+            _try_write(leaf / "memory.swap.max", "0")
+    else:
+        cpu_dir, memory_dir = group.dirs()
+        if quota is not None:
+            (cpu_dir / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+            (cpu_dir / "cpu.cfs_quota_us").write_text(str(quota))
+        if memory_bytes is not None:
+            (memory_dir / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            _try_write(memory_dir / "memory.memsw.limit_in_bytes", str(memory_bytes))
+    return group
+
+
+def _try_write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError:  # swap accounting is often off; the memory limit still holds
+        pass
+
+
+def join(procs_files: list[str], pid: int | None = None) -> None:
+    """Move ``pid`` (default: this process) into the groups; uses only os-level calls, so it is
+    safe between fork and exec."""
+    data = str(pid or os.getpid()).encode()
+    for path in procs_files:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)

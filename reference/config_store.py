@@ -1,0 +1,155 @@
+"""Registered orchestrators and stacks (what ``orcakit orchestrator register`` and ``orcakit
+stack set`` write), kept in ``$ORCAKIT_HOME/config.json`` (default ``~/.orcakit``).
+
+A fresh home has one orchestrator, ``default`` (flavor ``local``), and one active stack,
+``default``: that orchestrator, an artifact folder and an SQLite run store under the home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from orcakit import ComponentSpec, ConfigurationError, StackSpec, load_flavor
+
+
+def orcakit_home() -> Path:
+    return Path(os.environ.get("ORCAKIT_HOME") or Path.home() / ".orcakit").expanduser()
+
+
+class StackEntry(BaseModel):
+    orchestrator: str
+    artifact_store: str
+    run_store: str
+    artifact_store_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class OrchestratorEntry(BaseModel):
+    flavor: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class Config(BaseModel):
+    orchestrators: dict[str, OrchestratorEntry] = Field(default_factory=dict)
+    stacks: dict[str, StackEntry] = Field(default_factory=dict)
+    active_stack: str = "default"
+
+
+class ConfigStore:
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or orcakit_home()
+        self.path = self.home / "config.json"
+
+    def defaults(self) -> Config:
+        return Config(
+            orchestrators={"default": OrchestratorEntry(flavor="local")},
+            stacks={
+                "default": StackEntry(
+                    orchestrator="default",
+                    artifact_store=str(self.home / "artifacts"),
+                    run_store=f"sqlite:///{self.home / 'runs.db'}",
+                )
+            },
+        )
+
+    def load(self) -> Config:
+        if not self.path.exists():
+            return self.defaults()
+        try:
+            return Config.model_validate_json(self.path.read_text())
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"{self.path} is not a valid orcakit config: {exc}",
+                fix=f"fix or delete {self.path} (deleting it restores the default stack)",
+            ) from None
+
+    def save(self, config: Config) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.home, prefix=".config.", suffix=".json")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(config.model_dump_json(indent=2))
+        os.replace(tmp, self.path)
+
+    # -- orchestrators -----------------------------------------------------------------------
+
+    def register_orchestrator(self, name: str, flavor: str, values: dict[str, Any]) -> OrchestratorEntry:
+        """Validate ``values`` with the flavor's config model and store them (coerced)."""
+        config = self.load()
+        if name in config.orchestrators:
+            raise ConfigurationError(
+                f"an orchestrator named {name!r} is already registered",
+                fix=f"choose another name or `orcakit orchestrator delete {name}` first",
+            )
+        validated = load_flavor(flavor).validate_config(values)
+        entry = OrchestratorEntry(flavor=flavor, config=validated.model_dump(mode="json", exclude_unset=True))
+        config.orchestrators[name] = entry
+        self.save(config)
+        return entry
+
+    def delete_orchestrator(self, name: str) -> None:
+        config = self.load()
+        self.orchestrator(name, config)
+        users = [stack for stack, entry in config.stacks.items() if entry.orchestrator == name]
+        if users:
+            raise ConfigurationError(
+                f"orchestrator {name!r} is used by stack(s) {users}", fix="delete or change those stacks first"
+            )
+        del config.orchestrators[name]
+        self.save(config)
+
+    def orchestrator(self, name: str, config: Config | None = None) -> OrchestratorEntry:
+        config = config or self.load()
+        if name not in config.orchestrators:
+            raise ConfigurationError(
+                f"no orchestrator named {name!r} (registered: {', '.join(sorted(config.orchestrators)) or 'none'})",
+                fix=f"register it: orcakit orchestrator register {name} --flavor=local",
+            )
+        return config.orchestrators[name]
+
+    # -- stacks ------------------------------------------------------------------------------
+
+    def register_stack(self, name: str, orchestrator: str, artifact_store: str | None, run_store: str | None) -> StackEntry:
+        config = self.load()
+        self.orchestrator(orchestrator, config)
+        if name in config.stacks:
+            raise ConfigurationError(f"a stack named {name!r} is already registered", fix="choose another name")
+        entry = StackEntry(
+            orchestrator=orchestrator,
+            artifact_store=artifact_store or str(self.home / "artifacts"),
+            run_store=run_store or f"sqlite:///{self.home / 'runs.db'}",
+        )
+        config.stacks[name] = entry
+        self.save(config)
+        return entry
+
+    def set_active_stack(self, name: str) -> None:
+        config = self.load()
+        self.stack_entry(name, config)
+        config.active_stack = name
+        self.save(config)
+
+    def stack_entry(self, name: str, config: Config | None = None) -> StackEntry:
+        config = config or self.load()
+        if name not in config.stacks:
+            raise ConfigurationError(
+                f"no stack named {name!r} (registered: {', '.join(sorted(config.stacks)) or 'none'})",
+                fix=f"register it: orcakit stack register {name} -o ORCHESTRATOR",
+            )
+        return config.stacks[name]
+
+    def stack_spec(self, name: str | None = None) -> StackSpec:
+        """The StackSpec a snapshot carries for stack ``name`` (default: the active one)."""
+        config = self.load()
+        entry = self.stack_entry(name or config.active_stack, config)
+        orchestrator = self.orchestrator(entry.orchestrator, config)
+        return StackSpec(
+            orchestrator=ComponentSpec(flavor=orchestrator.flavor, name=entry.orchestrator, config=orchestrator.config),
+            artifact_store=entry.artifact_store,
+            run_store=entry.run_store,
+            artifact_store_options=entry.artifact_store_options,
+        )

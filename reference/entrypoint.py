@@ -1,0 +1,239 @@
+"""The step entrypoint: what a backend runs for one step, inside the step's own environment.
+
+    python -m orcakit.reference.entrypoint step --artifact-store URI --snapshot ID --step NAME
+    python -m orcakit.reference.entrypoint orchestrate --artifact-store URI --snapshot ID
+
+``step`` rebuilds the orchestrator from the snapshot, asks it for the run ID *here*, attaches to
+the run (get-or-create), loads inputs, runs the function, writes outputs atomically and records
+the attempt. ``orchestrate`` is a dynamic pipeline's orchestration environment: it runs the
+pipeline function live and launches each step through the orchestrator.
+
+Exit codes: 0 the step completed; 1 the step failed (recorded in the run store); 3 the step
+could not attach to its run (nothing could be recorded; the launcher records it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from typing import Any
+
+from orcakit import (
+    BaseOrchestrator,
+    ExecutionStatus,
+    OrcakitError,
+    PipelineSnapshot,
+    StepFailedError,
+    StepSpec,
+    check_run_id,
+    load_flavor,
+)
+from orcakit.authoring import _DYNAMIC, Step, _as_list, _unique
+from orcakit.context import StepContext, _set_step_context
+from orcakit.orchestrator import SNAPSHOT_ID_ENV
+from orcakit.snapshot import ArtifactRef
+
+from .artifact_store import (
+    ArtifactStore,
+    dematerialize,
+    dynamic_step_key,
+    load_snapshot,
+    materialize,
+    open_artifact_store,
+    output_key,
+)
+from .run_store import RunStore
+
+EXIT_COMPLETED, EXIT_FAILED, EXIT_NOT_ATTACHED = 0, 1, 3
+
+
+def build_orchestrator(snapshot: PipelineSnapshot) -> BaseOrchestrator:
+    """The snapshot's orchestrator, rebuilt from its flavor and config."""
+    component = snapshot.stack.orchestrator
+    flavor = load_flavor(component.flavor_source or component.flavor)
+    return flavor.create(component.config, name=component.name)
+
+
+def import_source(source: str, roots: list[str] = ()) -> Any:
+    """Import ``'module:qualname'``, with ``roots`` on sys.path first."""
+    for root in roots:
+        if root not in sys.path:
+            sys.path.insert(0, root)
+    module_name, _, qualname = source.partition(":")
+    try:
+        value: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            value = getattr(value, part)
+    except (ImportError, AttributeError) as exc:
+        raise OrcakitError(
+            f"cannot import step code {source!r} in this environment: {exc}",
+            why="every step re-imports its function by module and name inside its own process or container",
+            fix="make the module importable there (install it in the image, or run from the folder that contains it)",
+        ) from exc
+    return value
+
+
+class StepRunner:
+    """Runs steps of one snapshot against its stores (one instance per process)."""
+
+    def __init__(self, artifact_store_uri: str, snapshot_id: str) -> None:
+        self.artifacts: ArtifactStore = open_artifact_store(artifact_store_uri)
+        self.snapshot = load_snapshot(self.artifacts, snapshot_id)
+        self.orchestrator = build_orchestrator(self.snapshot)
+        self._store: RunStore | None = None
+
+    @property
+    def store(self) -> RunStore:
+        # Opened on first use, so that a fork server can build a runner once and every forked
+        # step opens its own database connections.
+        if self._store is None:
+            self._store = RunStore(self.snapshot.stack.run_store, create_tables=False)
+        return self._store
+
+    def attach(self) -> tuple[str, str]:
+        """``(orchestrator_run_id, run uuid)`` of the run this process belongs to."""
+        run_id = check_run_id(self.orchestrator.get_orchestrator_run_id(), self.orchestrator.flavor.name)
+        run = self.store.get_or_create_run(
+            self.snapshot.snapshot_id, run_id, self.snapshot.pipeline_name, self.orchestrator.flavor.name
+        )
+        return run_id, run.id
+
+    def step_spec(self, step_name: str) -> StepSpec:
+        if step_name in self.snapshot.steps:
+            return self.snapshot.steps[step_name]
+        # a step a dynamic pipeline added at run time
+        return StepSpec.model_validate_json(self.artifacts.get(dynamic_step_key(self.snapshot.snapshot_id, step_name)))
+
+    def run_step(self, step_name: str) -> int:
+        try:
+            spec = self.step_spec(step_name)
+            run_id, run_uuid = self.attach()
+        except Exception:
+            traceback.print_exc()
+            print(f"orcakit: step {step_name!r} could not attach to its run; nothing was recorded", file=sys.stderr)
+            return EXIT_NOT_ATTACHED
+        attempt = self.store.start_attempt(run_uuid, step_name)
+        try:
+            func = import_source(spec.source, self.snapshot.source_roots)
+            func = func.func if isinstance(func, Step) else func
+            arguments = dict(spec.parameters)
+            for name, ref in spec.inputs.items():
+                arguments[name] = self.load_output(run_uuid, ref)
+            context = StepContext(
+                snapshot=self.snapshot,
+                step_name=step_name,
+                orchestrator=self.orchestrator,
+                orchestrator_run_id=run_id,
+                run_uuid=run_uuid,
+                attempt=attempt,
+                artifact_store=self.artifacts,
+            )
+            token = _set_step_context(context)
+            try:
+                value = func(**arguments)
+            finally:
+                _set_step_context(None)
+                del token
+            uri = self.artifacts.put(output_key(run_uuid, step_name), materialize(value))
+        except BaseException as exc:  # noqa: BLE001 - every failure must be recorded
+            traceback.print_exc()
+            reason = f"{type(exc).__name__}: {exc}".strip()
+            status = self.store.finish_attempt(
+                run_uuid, step_name, attempt, succeeded=False, total_attempts=spec.total_attempts, reason=reason[:4000]
+            )
+            self._finalize(run_uuid)
+            print(f"orcakit: step {step_name!r} attempt {attempt} failed ({reason.splitlines()[0][:200]}); step is now {status.name}", file=sys.stderr)
+            return EXIT_FAILED
+        self.store.finish_attempt(
+            run_uuid, step_name, attempt, succeeded=True, total_attempts=spec.total_attempts, outputs={"output": uri}
+        )
+        self._finalize(run_uuid)
+        return EXIT_COMPLETED
+
+    def _finalize(self, run_uuid: str) -> None:
+        # The last step to finish derives the run's status, so flavors without a waiting
+        # client (a cluster) still end runs in a terminal status. Dynamic runs are finalized
+        # by their orchestration environment instead.
+        if not self.snapshot.dynamic:
+            self.store.finalize_run(run_uuid, list(self.snapshot.steps))
+
+    def load_output(self, run_uuid: str, ref: ArtifactRef) -> Any:
+        return dematerialize(self.artifacts.get(output_key(run_uuid, ref.step, ref.output)))
+
+    # -- dynamic pipelines -------------------------------------------------------------------
+
+    def orchestrate(self) -> int:
+        """Run a dynamic pipeline's function live; each step call runs as an isolated step."""
+        run_id, run_uuid = self.attach()
+        self.store.set_run_status(run_uuid, ExecutionStatus.RUNNING)
+        produced: dict[int, tuple[Any, ArtifactRef]] = {}
+        ran: list[str] = []
+        base_env = {SNAPSHOT_ID_ENV: self.snapshot.snapshot_id, **self.snapshot.environment}
+
+        def run_dynamic_step(step: Step, args: tuple, kwargs: dict, step_id: str | None, after: Any) -> Any:
+            name = step_id or _unique(step.name, ran)
+
+            def is_ref(value: Any) -> ArtifactRef | None:
+                entry = produced.get(id(value))
+                return entry[1] if entry is not None and entry[0] is value else None
+
+            after_names = [item if isinstance(item, str) else is_ref(item).step for item in _as_list(after)]
+            spec = step.spec(name, step.bind(args, kwargs), after_names, is_ref)
+            self.snapshot = self.snapshot.with_step(spec)
+            self.artifacts.put(dynamic_step_key(self.snapshot.snapshot_id, name), spec.model_dump_json().encode())
+            ran.append(name)
+            self.orchestrator.run_isolated_step(self.snapshot, name, {**base_env, **spec.environment})
+            record = self.store.step(run_uuid, name)
+            if record is None or record.status is not ExecutionStatus.COMPLETED:
+                status = "never started" if record is None else record.status.name
+                raise StepFailedError(
+                    f"step {name!r} of dynamic pipeline {self.snapshot.pipeline_name!r} ended {status}"
+                    + (f": {record.reason}" if record and record.reason else "")
+                )
+            value = self.load_output(run_uuid, ArtifactRef(step=name))
+            produced[id(value)] = (value, ArtifactRef(step=name))
+            return value
+
+        pipeline = import_source(self.snapshot.pipeline_source, self.snapshot.source_roots)
+        func = getattr(pipeline, "func", pipeline)
+        token = _DYNAMIC.set(run_dynamic_step)
+        try:
+            func(**self.snapshot.pipeline_parameters)
+            failed = False
+        except BaseException:  # noqa: BLE001
+            traceback.print_exc()
+            failed = True
+        finally:
+            _DYNAMIC.reset(token)
+        final = self.store.finalize_run(run_uuid, ran)
+        if failed and final.status is not ExecutionStatus.FAILED:
+            final = self.store.set_run_status(run_uuid, ExecutionStatus.FAILED, reason="the dynamic pipeline function raised")
+        return EXIT_COMPLETED if final.status is ExecutionStatus.COMPLETED else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orcakit.reference.entrypoint")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in ("step", "orchestrate"):
+        p = sub.add_parser(command)
+        p.add_argument("--artifact-store", required=True)
+        p.add_argument("--snapshot", required=True)
+        if command == "step":
+            p.add_argument("--step", required=True)
+    args = parser.parse_args(argv)
+    try:
+        runner = StepRunner(args.artifact_store, args.snapshot)
+    except Exception:
+        traceback.print_exc()
+        print("orcakit: could not load the snapshot or rebuild the orchestrator", file=sys.stderr)
+        return EXIT_NOT_ATTACHED
+    if args.command == "step":
+        return runner.run_step(args.step)
+    return runner.orchestrate()
+
+
+if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.exit(main())

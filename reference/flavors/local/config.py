@@ -1,0 +1,28 @@
+"""Configuration of the local flavor."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field
+
+from orcakit import BaseOrchestratorConfig
+
+
+class LocalOrchestratorConfig(BaseOrchestratorConfig):
+    max_parallelism: int = Field(
+        default_factory=lambda: max(4, os.cpu_count() or 1),
+        ge=1,
+        description="how many steps may run at once",
+    )
+    launcher: Literal["fork", "exec"] = Field(
+        default="fork",
+        description=(
+            "'fork': each step is a process forked from a per-run server that has already imported "
+            "orcakit (milliseconds per step); 'exec': each step is a fresh `python -m "
+            "orcakit.reference.entrypoint` process, exactly the command a container runs"
+        ),
+    )
+    python: str | None = Field(default=None, description="interpreter for step processes (default: this one)")
+    cgroup_root: str = Field(default="/sys/fs/cgroup", description="where the cgroup file system is mounted")

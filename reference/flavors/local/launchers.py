@@ -1,0 +1,154 @@
+"""How the local flavor starts one step attempt as an OS process: forked from a per-run server
+(``fork``) or as a fresh interpreter (``exec``). Both return handles the scheduler waits on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+from orcakit import SubmissionError
+
+from ... import cgroups
+
+
+def describe_exit(code: int, group: cgroups.StepCgroup | None, memory: str | None) -> str:
+    """Why a step process ended with ``code``, in words."""
+    if group is not None and group.oom_killed():
+        return f"OOM-killed: the step exceeded its memory limit ({memory})"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the step process was killed by {name}"
+    return f"the step process exited with code {code}"
+
+
+class _Handle:
+    """A started step process, shared by both launchers."""
+
+    def __init__(self, group: cgroups.StepCgroup | None, memory: str | None) -> None:
+        self.group, self.memory = group, memory
+        self.pid: int | None = None
+        self.code: int | None = None
+        self._started = threading.Event()
+        self._done = threading.Event()
+
+    def _set_pid(self, pid: int) -> None:
+        self.pid = pid
+        self._started.set()
+
+    def _set_exit(self, code: int) -> None:
+        self.code = code
+        self._started.set()
+        self._done.set()
+
+    def wait(self) -> int:
+        self._done.wait()
+        return self.code
+
+    def kill(self) -> None:
+        self._started.wait(timeout=10)
+        if self.pid is not None and not self._done.is_set():
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def describe_exit(self, code: int) -> str:
+        return describe_exit(code, self.group, self.memory)
+
+    def cleanup(self) -> None:
+        if self.group is not None:
+            self.group.remove()
+
+
+class ForkServer:
+    """Client side of :mod:`.zygote`: one per run."""
+
+    def __init__(self, python: str, artifact_store: str, snapshot_id: str, env: dict[str, str], cwd: str, log: Path) -> None:
+        self._log = open(log, "ab")
+        self._proc = subprocess.Popen(
+            [python, "-m", "orcakit.reference.flavors.local.zygote", "--artifact-store", artifact_store, "--snapshot", snapshot_id],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            cwd=cwd,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches the client, which stops the run
+        )
+        self._lock = threading.Lock()
+        self._handles: dict[int, _Handle] = {}
+        self._next_id = 0
+        self._ready = threading.Event()
+        self._dead = False
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            message = json.loads(line)
+            if "ready" in message:
+                self._ready.set()
+                continue
+            handle = self._handles.get(message["id"])
+            if handle is None:
+                continue
+            if "pid" in message:
+                handle._set_pid(message["pid"])
+            else:
+                self._handles.pop(message["id"], None)
+                handle._set_exit(message["exit"])
+        # The server is gone: nothing outstanding will ever report; fail those attempts.
+        self._dead = True
+        self._ready.set()
+        for handle in list(self._handles.values()):
+            handle._set_exit(-signal.SIGKILL)
+        self._handles.clear()
+
+    def launch(self, request: dict, group: cgroups.StepCgroup | None, memory: str | None) -> _Handle:
+        self._ready.wait()
+        if self._dead:
+            raise SubmissionError(
+                "the local flavor's fork server exited", fix=f"see its log: {self._log.name}; or use launcher='exec'"
+            )
+        handle = _Handle(group, memory)
+        with self._lock:
+            self._next_id += 1
+            self._handles[self._next_id] = handle
+            self._proc.stdin.write(json.dumps({"id": self._next_id, **request}) + "\n")
+            self._proc.stdin.flush()
+        return handle
+
+    def close(self) -> None:
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        self._proc.wait()
+        self._log.close()
+
+
+def exec_step(argv: list[str], env: dict[str, str], cwd: str, log: str, group: cgroups.StepCgroup | None, memory: str | None) -> _Handle:
+    """A fresh interpreter for one step, joined to its cgroups between fork and exec."""
+    handle = _Handle(group, memory)
+    procs = group.procs_files() if group is not None else []
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: cgroups.join(procs)) if procs else None,
+            start_new_session=True,
+        )
+    handle._set_pid(proc.pid)
+    threading.Thread(target=lambda: handle._set_exit(proc.wait()), daemon=True).start()
+    return handle

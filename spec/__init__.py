@@ -1,0 +1,53 @@
+"""orcakit: the orchestrator contract.
+
+This package is the public surface a flavor author and a pipeline author use; everything else
+(``orcakit.reference``, ``orcakit.conformance``) is built on exactly these names.
+"""
+
+from .authoring import Pipeline, Step, StepOutput, pipeline, step
+from .capabilities import Capabilities, ResourceSupport
+from .context import StepContext, get_step_context
+from .errors import (
+    ArtifactNotFoundError,
+    ConfigurationError,
+    CycleError,
+    FlavorNotFoundError,
+    FlavorRegistrationError,
+    OrcakitError,
+    PipelineDefinitionError,
+    RunFailedError,
+    RunIdError,
+    StepFailedError,
+    StoreError,
+    SubmissionError,
+    UnsupportedFeatureError,
+)
+from .flavor import FLAVOR_ENTRY_POINT_GROUP, Flavor, available_flavors, load_flavor
+from .orchestrator import (
+    MAX_RUN_ID_LENGTH,
+    BaseOrchestrator,
+    BaseOrchestratorConfig,
+    ContainerizedOrchestrator,
+    ResourcesIgnoredWarning,
+    SubmissionResult,
+    check_run_id,
+)
+from .settings import MEMORY_UNITS, ResourceSettings, Schedule, StepRetryConfig, parse_memory
+from .snapshot import ArtifactRef, ComponentSpec, PipelineSnapshot, StackSpec, StepSpec
+from .status import ExecutionMode, ExecutionStatus
+
+__version__ = "0.1.0"
+#: The version of SPEC.md this package implements (bumped with any normative change).
+SPEC_VERSION = "1.0"
+
+__all__ = [
+    "ArtifactNotFoundError", "ArtifactRef", "BaseOrchestrator", "BaseOrchestratorConfig", "Capabilities",
+    "ComponentSpec", "ConfigurationError", "ContainerizedOrchestrator", "CycleError", "ExecutionMode",
+    "ExecutionStatus", "FLAVOR_ENTRY_POINT_GROUP", "Flavor", "FlavorNotFoundError", "FlavorRegistrationError",
+    "MAX_RUN_ID_LENGTH", "MEMORY_UNITS", "OrcakitError", "Pipeline", "PipelineDefinitionError",
+    "PipelineSnapshot", "ResourceSettings", "ResourceSupport", "ResourcesIgnoredWarning", "RunFailedError",
+    "RunIdError", "Schedule", "StackSpec", "Step", "StepContext", "StepFailedError", "StepOutput",
+    "StepRetryConfig", "StepSpec", "StoreError", "SubmissionError", "SubmissionResult",
+    "UnsupportedFeatureError", "available_flavors", "check_run_id", "get_step_context", "load_flavor",
+    "parse_memory", "pipeline", "step", "SPEC_VERSION", "__version__",
+]

@@ -1,0 +1,58 @@
+"""What a flavor declares it supports. Declared means the conformance suite must see it work;
+undeclared means the flavor must refuse cleanly (or, for resources, may warn) — SPEC CAP-*."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .status import ExecutionMode
+
+ResourceKind = Literal["cpu", "memory", "gpu"]
+ScheduleKind = Literal["cron", "interval", "run_once"]
+RESOURCE_KINDS: tuple[ResourceKind, ...] = ("cpu", "memory", "gpu")
+
+
+class ResourceSupport(str, Enum):
+    """How a flavor treats one kind of resource request.
+
+    - ``ENFORCED``: the limit is applied and observable inside the step (cgroup quota/limit,
+      visible GPUs).
+    - ``REJECTED``: unsupported; a pipeline asking for it is refused before anything runs
+      with :class:`~orcakit.errors.UnsupportedFeatureError`.
+    - ``WARNED``: unsupported; the request is ignored *loudly* — a
+      :class:`~orcakit.ResourcesIgnoredWarning` is issued and logged for every step affected.
+    """
+
+    ENFORCED = "enforced"
+    REJECTED = "rejected"
+    WARNED = "warned"
+
+
+class Capabilities(BaseModel):
+    """A flavor's capability manifest (a sealed value; compare and report it as data)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpu: ResourceSupport = ResourceSupport.REJECTED
+    memory: ResourceSupport = ResourceSupport.REJECTED
+    gpu: ResourceSupport = ResourceSupport.REJECTED
+    schedules: frozenset[ScheduleKind] = Field(default=frozenset())
+    dynamic_pipelines: bool = False
+    native_retries: bool = Field(default=False, description="the backend retries steps (ZenML handles_step_retries)")
+    parallel_steps: bool = True
+    stop_run: bool = False
+    fetch_status: bool = False
+    execution_modes: frozenset[ExecutionMode] = Field(default=frozenset(ExecutionMode))
+
+    def resource_support(self, kind: ResourceKind) -> ResourceSupport:
+        return getattr(self, kind)
+
+    def manifest(self) -> dict:
+        """JSON-ready form for reports (sorted, so that equal manifests print equal)."""
+        data = self.model_dump(mode="json")
+        for key in ("schedules", "execution_modes"):
+            data[key] = sorted(data[key])
+        return data
