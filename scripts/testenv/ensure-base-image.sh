@@ -110,7 +110,7 @@ else
         APT_LOG=/var/log/orcakit-testenv-apt.log
         log "apt-get update && apt-get install ${missing[*]} (log: $APT_LOG)"
         { apt-get -o DPkg::Lock::Timeout=120 update &&
-          apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends "${missing[@]}"; } >>"$APT_LOG" 2>&1 ||
+          apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends "${missing[@]}"; } >>"$APT_LOG" 2>&1 9>&- ||
             { tail -n 30 "$APT_LOG" >&2; die "apt-get install ${missing[*]} failed"; }
     fi
 

@@ -43,7 +43,7 @@ fi
 APT_LOG=/var/log/orcakit-testenv-apt.log
 apt_updated=0
 apt_run() {  # quiet apt; full output in $APT_LOG, shown only on failure
-    if ! apt-get -o DPkg::Lock::Timeout=120 "$@" >>"$APT_LOG" 2>&1; then
+    if ! apt-get -o DPkg::Lock::Timeout=120 "$@" >>"$APT_LOG" 2>&1 9>&-; then
         tail -n 30 "$APT_LOG" >&2; die "apt-get $* failed (full log: $APT_LOG)"
     fi
 }
@@ -116,7 +116,8 @@ start_dockerd() {
     mkdir -p "$(dirname "$DOCKERD_LOG")"
     printf '\n==== %s orcakit ensure-docker: dockerd %s ====\n' "$(date -Is)" "${args[*]}" >>"$DOCKERD_LOG"
     # setsid + nohup + redirects: fully detached, survives this script and its caller.
-    setsid nohup "$DOCKERD" "${args[@]}" >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    # 9>&- : the daemon must not inherit (and thus hold forever) our flock fd.
+    setsid nohup "$DOCKERD" "${args[@]}" >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
     DOCKERD_PID=$!
 }
 

@@ -57,7 +57,7 @@ if [ -z "$VER" ] || ! command -v pg_ctlcluster >/dev/null 2>&1; then
     APT_LOG=/var/log/orcakit-testenv-apt.log
     log "PostgreSQL server not installed; apt-get update && apt-get install postgresql (log: $APT_LOG)"
     { apt-get -o DPkg::Lock::Timeout=120 update &&
-      apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends postgresql; } >>"$APT_LOG" 2>&1 ||
+      apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends postgresql; } >>"$APT_LOG" 2>&1 9>&- ||
         { tail -n 30 "$APT_LOG" >&2; die "apt-get install postgresql failed"; }
     VER=$(pg_version)
     [ -n "$VER" ] || die "postgresql installed but no server binary under /usr/lib/postgresql"
@@ -66,20 +66,21 @@ fi
 # --- 2. cluster ----------------------------------------------------------------
 if ! pg_lsclusters -h 2>/dev/null | awk -v v="$VER" -v c="$CLUSTER" '$1 == v && $2 == c {f = 1} END {exit !f}'; then
     log "creating cluster $VER/$CLUSTER on port $PORT"
-    pg_createcluster --port="$PORT" "$VER" "$CLUSTER" >/dev/null
+    pg_createcluster --port="$PORT" "$VER" "$CLUSTER" >/dev/null 9>&-
 fi
 cur_port=$(pg_conftool -s "$VER" "$CLUSTER" show port 2>/dev/null || echo "$PORT")
 if [ "$cur_port" != "$PORT" ]; then
     log "cluster $VER/$CLUSTER configured for port $cur_port; switching it to $PORT"
     pg_conftool "$VER" "$CLUSTER" set port "$PORT"
-    pg_ctlcluster "$VER" "$CLUSTER" stop >/dev/null 2>&1 || true
+    pg_ctlcluster "$VER" "$CLUSTER" stop >/dev/null 2>&1 9>&- || true
 fi
 
 if pg_ctlcluster "$VER" "$CLUSTER" status >/dev/null 2>&1; then
     log "cluster $VER/$CLUSTER already running"
 else
     log "starting cluster $VER/$CLUSTER (pg_ctlcluster $VER $CLUSTER start)"
-    if ! pg_ctlcluster "$VER" "$CLUSTER" start >&2; then
+    # 9>&- : the postmaster must not inherit (and thus hold forever) our flock fd.
+    if ! pg_ctlcluster "$VER" "$CLUSTER" start >&2 9>&-; then
         # A machine snapshot/reboot can leave a stale postmaster.pid whose PID
         # now belongs to some other process; postgres then refuses to start.
         datadir=$(pg_lsclusters -h | awk -v v="$VER" -v c="$CLUSTER" '$1 == v && $2 == c {print $6}')
@@ -89,7 +90,7 @@ else
             if ! grep -qs postgres "/proc/$pid/comm"; then
                 log "removing stale $pidfile (pid $pid is not postgres) and retrying"
                 rm -f "$pidfile"
-                pg_ctlcluster "$VER" "$CLUSTER" start >&2 || true
+                pg_ctlcluster "$VER" "$CLUSTER" start >&2 9>&- || true
             fi
         fi
         pg_ctlcluster "$VER" "$CLUSTER" status >/dev/null 2>&1 || {
