@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +156,86 @@ class ConfigStore:
             run_store=entry.run_store,
             artifact_store_options=entry.artifact_store_options,
         )
+
+    def delete_stack(self, name: str) -> None:
+        config = self.load()
+        self.stack_entry(name, config)
+        if name == config.active_stack:
+            raise ConfigurationError(
+                f"stack {name!r} is the active stack", fix="`orcakit stack set OTHER` first, then delete it"
+            )
+        del config.stacks[name]
+        self.save(config)
+
+
+# -- describing what is stored (for the CLI) ------------------------------------------------------
+
+#: A config key containing one of these is treated as secret: shown redacted, never printed.
+SECRET_KEY_MARKERS = ("password", "secret", "token", "key", "credential")
+REDACTED = "********"
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s]*:)(?P<password>[^@/\s]+)(?P<tail>@)")
+
+
+def is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return any(marker in lowered for marker in SECRET_KEY_MARKERS)
+
+
+def redact_config(value: Any, key: str = "") -> Any:
+    """``value`` with secret-looking entries replaced by :data:`REDACTED`, recursively; URLs
+    with an embedded password (``scheme://user:pass@host``) keep everything but the password."""
+    if key and is_secret_key(key) and value not in (None, "", {}, []):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: redact_config(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_config(v) for v in value]
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}{m['tail']}", value)
+    return value
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One field of a flavor's config model, as ``orcakit flavor describe`` shows it."""
+
+    name: str
+    type: str
+    required: bool
+    default: Any  # the default value, or the value a default factory gives on this machine
+    default_is_computed: bool
+    description: str
+
+
+def config_fields(config_class: type[BaseModel]) -> list[ConfigField]:
+    """The fields of a pydantic config model with their types, defaults and descriptions."""
+    fields = []
+    for name, info in config_class.model_fields.items():
+        computed = info.default_factory is not None
+        if info.is_required():
+            default = None
+        elif computed:
+            try:
+                default = info.default_factory()  # type: ignore[call-arg]
+            except Exception:  # a factory that needs context: say so rather than fail
+                default = "<computed>"
+        else:
+            default = info.default
+        fields.append(
+            ConfigField(
+                name=name,
+                type=_type_name(info.annotation),
+                required=info.is_required(),
+                default=default,
+                default_is_computed=computed,
+                description=info.description or "",
+            )
+        )
+    return fields
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    text = repr(annotation)
+    return text.replace("typing.", "").replace("NoneType", "None")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from typing import Any
@@ -32,7 +33,7 @@ from orcakit import (
 )
 from orcakit.authoring import _DYNAMIC, Step, _as_list, _unique
 from orcakit.context import StepContext, _set_step_context
-from orcakit.orchestrator import SNAPSHOT_ID_ENV
+from orcakit.orchestrator import PLACEHOLDER_RUN_ENV, SNAPSHOT_ID_ENV
 from orcakit.snapshot import ArtifactRef
 
 from .artifact_store import (
@@ -96,7 +97,8 @@ class StepRunner:
         """``(orchestrator_run_id, run uuid)`` of the run this process belongs to."""
         run_id = check_run_id(self.orchestrator.get_orchestrator_run_id(), self.orchestrator.flavor.name)
         run = self.store.get_or_create_run(
-            self.snapshot.snapshot_id, run_id, self.snapshot.pipeline_name, self.orchestrator.flavor.name
+            self.snapshot.snapshot_id, run_id, self.snapshot.pipeline_name, self.orchestrator.flavor.name,
+            placeholder_id=os.environ.get(PLACEHOLDER_RUN_ENV),
         )
         return run_id, run.id
 

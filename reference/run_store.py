@@ -168,7 +168,7 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, immediate: bool = True) -> Engine:
     if url.startswith("sqlite"):
         from sqlalchemy.engine import make_url
 
@@ -189,9 +189,10 @@ def _engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection):
-            # IMMEDIATE takes the write lock up front: concurrent writers queue on the busy
-            # timeout instead of failing with SQLITE_BUSY when a read lock cannot be upgraded.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers: IMMEDIATE takes the write lock up front, so concurrent writers queue on the
+            # busy timeout instead of failing with SQLITE_BUSY when a read lock cannot be
+            # upgraded. Readers: a deferred transaction, which in WAL mode never blocks a writer.
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     try:
@@ -221,6 +222,7 @@ class RunStore:
         already opened (and so created) the store."""
         self.url = url
         self._engine = _engine(url)
+        self._read_engine: Engine | None = None
         if not create_tables:
             return
         try:
@@ -236,9 +238,18 @@ class RunStore:
 
     def close(self) -> None:
         self._engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
 
     def _session(self) -> Session:
         return Session(self._engine, expire_on_commit=False)
+
+    def _reader(self) -> Session:
+        """A session for reads only (on SQLite: deferred transactions, so polling a run's
+        progress never queues behind the step processes that write it)."""
+        if self._read_engine is None:
+            self._read_engine = _engine(self.url, immediate=False) if self.url.startswith("sqlite") else self._engine
+        return Session(self._read_engine, expire_on_commit=False)
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -257,9 +268,13 @@ class RunStore:
             session.add(row)
         return _run_record(row)
 
-    def get_or_create_run(self, snapshot_id: str, orchestrator_run_id: str, pipeline_name: str, orchestrator: str = "") -> RunRecord:
-        """The run for ``(snapshot_id, orchestrator_run_id)``: found, or the snapshot's placeholder
-        taken over, or created. Race-safe: concurrent callers all get the same run."""
+    def get_or_create_run(
+        self, snapshot_id: str, orchestrator_run_id: str, pipeline_name: str, orchestrator: str = "",
+        placeholder_id: str | None = None,
+    ) -> RunRecord:
+        """The run for ``(snapshot_id, orchestrator_run_id)``: found, or the submission's
+        placeholder (``placeholder_id``) taken over, or created. Race-safe: concurrent callers
+        all get the same run."""
         for _ in range(50):
             with self._session() as session:
                 try:
@@ -272,22 +287,19 @@ class RunStore:
                         )
                         if found is not None:
                             return _run_record(found)
-                        placeholder = session.scalar(
-                            select(PipelineRunRow.id)
-                            .where(PipelineRunRow.snapshot_id == snapshot_id, PipelineRunRow.orchestrator_run_id.is_(None))
-                            .order_by(PipelineRunRow.created_at)
-                            .limit(1)
-                        )
-                        if placeholder is not None:
+                        if placeholder_id is not None:
                             # Conditional update: only one racer can turn NULL into its ID.
                             taken = session.execute(
                                 update(PipelineRunRow)
-                                .where(PipelineRunRow.id == placeholder, PipelineRunRow.orchestrator_run_id.is_(None))
+                                .where(
+                                    PipelineRunRow.id == placeholder_id,
+                                    PipelineRunRow.snapshot_id == snapshot_id,
+                                    PipelineRunRow.orchestrator_run_id.is_(None),
+                                )
                                 .values(orchestrator_run_id=orchestrator_run_id, status=S.RUNNING.value, started_at=_now())
                             ).rowcount
                             if taken == 1:
-                                return _run_record(session.get(PipelineRunRow, placeholder, populate_existing=True))
-                            continue
+                                return _run_record(session.get(PipelineRunRow, placeholder_id, populate_existing=True))
                         row = PipelineRunRow(
                             id=uuid.uuid4().hex,
                             snapshot_id=snapshot_id,
@@ -301,8 +313,7 @@ class RunStore:
                         session.add(row)
                     return _run_record(row)
                 except IntegrityError:
-                    # Lost the insert race (or the placeholder take-over raced a plain insert):
-                    # go round again and read the winner's row.
+                    # Lost the insert race: go round again and read the winner's row.
                     continue
         raise StoreError(
             f"could not attach to run ({snapshot_id}, {orchestrator_run_id!r}) after 50 tries",
@@ -310,7 +321,7 @@ class RunStore:
         )
 
     def get_run(self, run_id: str) -> RunRecord:
-        with self._session() as session:
+        with self._reader() as session:
             row = session.get(PipelineRunRow, run_id)
             if row is None:
                 matches = session.scalars(select(PipelineRunRow).where(PipelineRunRow.id.startswith(run_id))).all()
@@ -321,7 +332,7 @@ class RunStore:
             return _run_record(row)
 
     def find_run(self, snapshot_id: str, orchestrator_run_id: str) -> RunRecord | None:
-        with self._session() as session:
+        with self._reader() as session:
             row = session.scalar(
                 select(PipelineRunRow).where(
                     PipelineRunRow.snapshot_id == snapshot_id, PipelineRunRow.orchestrator_run_id == orchestrator_run_id
@@ -330,7 +341,7 @@ class RunStore:
             return None if row is None else _run_record(row)
 
     def list_runs(self, limit: int = 50, snapshot_id: str | None = None) -> list[RunRecord]:
-        with self._session() as session:
+        with self._reader() as session:
             query = select(PipelineRunRow).order_by(PipelineRunRow.created_at.desc()).limit(limit)
             if snapshot_id is not None:
                 query = query.where(PipelineRunRow.snapshot_id == snapshot_id)
@@ -474,17 +485,17 @@ class RunStore:
                             attempt.status, attempt.ended_at, attempt.reason = status.value, _now(), reason
 
     def steps(self, run_id: str) -> dict[str, StepRecord]:
-        with self._session() as session:
+        with self._reader() as session:
             rows = session.scalars(select(StepRunRow).where(StepRunRow.run_id == run_id).order_by(StepRunRow.id))
             return {row.step_name: _step_record(row) for row in rows}
 
     def step(self, run_id: str, step_name: str) -> StepRecord | None:
-        with self._session() as session:
+        with self._reader() as session:
             row = session.scalar(select(StepRunRow).where(StepRunRow.run_id == run_id, StepRunRow.step_name == step_name))
             return None if row is None else _step_record(row)
 
     def attempts(self, run_id: str) -> Iterator[AttemptRecord]:
-        with self._session() as session:
+        with self._reader() as session:
             query = (
                 select(StepRunRow.step_name, StepAttemptRow)
                 .join(StepAttemptRow, StepAttemptRow.step_run_id == StepRunRow.id)

@@ -123,12 +123,18 @@ class DagScheduler:
                         break
                     if name in status or name in running or name in retry_at:
                         continue
-                    if all(status.get(up) is S.COMPLETED for up in snapshot.steps[name].upstream):
+                    if self.is_ready(name, status):
                         launch(name)
             now = time.monotonic()
             for name, when in list(retry_at.items()):
-                if halted:
+                if stopped or (halted and mode is not ExecutionMode.STOP_ON_FAILURE):
+                    # A step between two attempts has run, so it ends STOPPED, never SKIPPED
+                    # (FAIL-2); under STOP_ON_FAILURE it still counts as running and its
+                    # remaining attempts go ahead (FAIL-3).
                     del retry_at[name]
+                    self.store.mark_steps(self.run_uuid, [name], S.STOPPED, "stopped between two attempts")
+                    status[name] = S.STOPPED
+                    self.on_progress(name, S.STOPPED)
                 elif when <= now and len(running) < self.max_parallelism:
                     del retry_at[name]
                     launch(name)
@@ -146,8 +152,7 @@ class DagScheduler:
             outcome = self._settle(name, attempt, code, handle, entry.stopping)
             getattr(handle, "cleanup", lambda: None)()  # e.g. remove the attempt's cgroups
             if outcome is S.RETRYING:
-                delays = (snapshot.steps[name].retry.delays() if snapshot.steps[name].retry else [])
-                retry_at[name] = time.monotonic() + (delays[attempt - 1] if attempt - 1 < len(delays) else 0)
+                retry_at[name] = time.monotonic() + self.retry_delay(name, attempt)
                 self.on_progress(name, S.RETRYING)
                 continue
             status[name] = outcome
@@ -170,6 +175,16 @@ class DagScheduler:
                 if name not in status:
                     self.on_progress(name, S.SKIPPED)
         return self.store.finalize_run(self.run_uuid, order, stopped=stopped)
+
+    def is_ready(self, name: str, status: dict[str, ExecutionStatus]) -> bool:
+        """A step may start once every upstream step COMPLETED (ORDER-1)."""
+        return all(status.get(up) is S.COMPLETED for up in self.snapshot.steps[name].upstream)
+
+    def retry_delay(self, name: str, attempt: int) -> float:
+        """Seconds to wait before the attempt after ``attempt`` (ZenML: delay, then *= backoff)."""
+        retry = self.snapshot.steps[name].retry
+        delays = retry.delays() if retry is not None else []
+        return delays[attempt - 1] if attempt - 1 < len(delays) else 0.0
 
     def _wait(self, name: str, attempt: int, handle: StepHandle) -> None:
         try:

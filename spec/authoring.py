@@ -115,7 +115,19 @@ class Step:
         except TypeError as exc:
             raise PipelineDefinitionError(f"step {self.name!r} called with the wrong arguments: {exc}") from None
         bound.apply_defaults()
-        return dict(bound.arguments)
+        arguments = {}
+        for name, value in bound.arguments.items():
+            kind = self.signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                arguments.update(value)  # **inputs: each keyword is an argument of its own
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    raise PipelineDefinitionError(
+                        f"step {self.name!r} takes *{name}; steps need named arguments", fix="pass them by keyword"
+                    )
+            else:
+                arguments[name] = value
+        return arguments
 
     def spec(self, name: str, arguments: dict[str, Any], after: list[str], is_ref: Callable[[Any], ArtifactRef | None]) -> StepSpec:
         """The StepSpec of one invocation; ``is_ref`` tells which argument values are artifacts."""

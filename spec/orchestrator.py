@@ -33,6 +33,9 @@ MAX_RUN_ID_LENGTH = 250
 STEP_ENTRYPOINT_MODULE = "orcakit.reference.entrypoint"
 #: Set by the base class in every step environment: the snapshot being run.
 SNAPSHOT_ID_ENV = "ORCAKIT_SNAPSHOT_ID"
+#: Set by the base class when the client created a placeholder run: the first step of *this*
+#: submission takes it over (never another submission's placeholder of the same snapshot).
+PLACEHOLDER_RUN_ENV = "ORCAKIT_PLACEHOLDER_RUN_ID"
 
 
 class ResourcesIgnoredWarning(UserWarning):
@@ -132,6 +135,12 @@ class BaseOrchestrator(ABC):
             f"orchestrator flavor {self.flavor.name!r} cannot stop runs", feature="stop_run"
         )
 
+    def leftover_resources(self, snapshot: PipelineSnapshot, run_id: str) -> list[str] | None:
+        """What the backend still holds for a run that has ended (processes, containers,
+        networks, volumes, cgroups, pods...), described one per string (SPEC CLEAN-1).
+        ``None`` means the flavor cannot tell; the conformance suite then checks what it can."""
+        return None
+
     def update_schedule(self, schedule_id: str, snapshot: PipelineSnapshot) -> None:
         raise UnsupportedFeatureError(f"orchestrator flavor {self.flavor.name!r} has no schedules", feature="schedule")
 
@@ -165,6 +174,9 @@ class BaseOrchestrator(ABC):
         """Validate, build environments and submit. Flavors do not override this."""
         self.validate_snapshot(snapshot)
         base_environment = {SNAPSHOT_ID_ENV: snapshot.snapshot_id, **snapshot.environment}
+        placeholder_id = getattr(placeholder_run, "id", None)
+        if placeholder_id:
+            base_environment[PLACEHOLDER_RUN_ENV] = placeholder_id
         if snapshot.dynamic:
             return self.submit_dynamic_pipeline(snapshot, base_environment, placeholder_run)
         step_environments = {

@@ -86,8 +86,10 @@ class ResourceSettings(BaseModel):
     @field_validator("memory")
     @classmethod
     def _check_memory(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_memory(value)
+        if value is not None and parse_memory(value) == 0:
+            # The pattern admits "0KB", but no step runs in zero bytes, and backends disagree
+            # on what a zero limit means (a cgroup OOM-kills at once; elsewhere 0 = unlimited).
+            raise ValueError(f"memory {value!r} is zero bytes; ask for a positive size such as '512MiB', or leave memory unset")
         return value
 
     @property

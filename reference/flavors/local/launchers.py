@@ -54,10 +54,13 @@ class _Handle:
     def kill(self) -> None:
         self._started.wait(timeout=10)
         if self.pid is not None and not self._done.is_set():
+            # The step leads its own process group: kill it whole, with anything it started.
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                os.killpg(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            except PermissionError:
+                os.kill(self.pid, signal.SIGKILL)
 
     def describe_exit(self, code: int) -> str:
         return describe_exit(code, self.group, self.memory)

@@ -67,8 +67,10 @@ class LocalOrchestrator(BaseOrchestrator):
 
     def submit_pipeline(self, snapshot, base_environment, step_environments, placeholder_run=None) -> SubmissionResult:
         self._check_gpus(snapshot)
-        run_id = uuid.uuid4().hex  # the local "backend" has no job ID of its own
+        run_id = self.new_run_id(snapshot)
         store = RunStore(snapshot.stack.run_store)
+        # The steps take over this submission's placeholder (its ID travels in the base
+        # environment), so the scheduler's records and the steps' land in the same run.
         run_uuid = placeholder_run.id if placeholder_run is not None else store.get_or_create_run(
             snapshot.snapshot_id, run_id, snapshot.pipeline_name, self.flavor.name
         ).id
@@ -82,16 +84,19 @@ class LocalOrchestrator(BaseOrchestrator):
 
         def launch(step_name: str, attempt: int):
             spec = snapshot.steps[step_name]
-            env = {**client_env, **step_environments[step_name], **self._gpu_env(spec), RUN_ID_ENV: run_id}
-            group = self._cgroup(snapshot, step_name, attempt)
+            env = {**client_env, **self.step_environment(snapshot, step_name, step_environments[step_name], run_id, attempt)}
+            group = self.step_cgroup(snapshot, step_name, attempt)
             log = str(logs / f"{step_name}.log")
             if server is not None:
                 request = {"step": step_name, "env": env, "cwd": cwd, "log": log, "cgroups": group.procs_files() if group else []}
                 return server.launch(request, group, spec.resources.memory)
             return exec_step(self.step_command(snapshot, step_name, python), env, cwd, log, group, spec.resources.memory)
 
-        scheduler = DagScheduler(snapshot, store, run_uuid, launch, max_parallelism=self.config.max_parallelism)
+        scheduler = self.scheduler_class(snapshot, store, run_uuid, launch, max_parallelism=self.config.max_parallelism)
         outcome: dict[str, Any] = {}
+        # An Event, not Thread.join(): after Ctrl-C interrupts a join(), Python 3.11 reports the
+        # thread as finished, and the client would exit while the scheduler is still stopping.
+        done = threading.Event()
 
         def drive() -> None:
             try:
@@ -103,13 +108,14 @@ class LocalOrchestrator(BaseOrchestrator):
                 if server is not None:
                     server.close()
                 self._active.pop(run_id, None)
+                done.set()
 
         self._active[run_id] = scheduler
         thread = threading.Thread(target=drive, name=f"orcakit-local-{run_id[:8]}", daemon=True)
         thread.start()
 
         def wait_for_completion() -> None:
-            thread.join()
+            done.wait()
             if "error" in outcome:
                 raise outcome["error"]
 
@@ -118,10 +124,43 @@ class LocalOrchestrator(BaseOrchestrator):
             metadata={"orchestrator_run_id": run_id, "launcher": self.config.launcher, "logs": str(logs)},
         )
 
+    # -- the pieces a run is made of (each one overridable, e.g. by the conformance mutants) --
+
+    #: The scheduler that drives a static run.
+    scheduler_class = DagScheduler
+
+    def new_run_id(self, snapshot: PipelineSnapshot) -> str:
+        """A fresh run ID per submission: the local "backend" has no job ID of its own."""
+        return uuid.uuid4().hex
+
+    def step_environment(self, snapshot: PipelineSnapshot, step_name: str, environment: dict[str, str], run_id: str, attempt: int) -> dict[str, str]:
+        """What one attempt of a step gets on top of the client's environment: the environment
+        the base class built, the GPU visibility and the run-ID variable (which wins)."""
+        return {**environment, **self._gpu_env(snapshot.steps[step_name]), RUN_ID_ENV: run_id}
+
     def stop_run(self, run_id: str, graceful: bool = False) -> None:
         scheduler = self._active.get(run_id)
         if scheduler is not None:
             scheduler.stop()
+
+    def leftover_resources(self, snapshot: PipelineSnapshot, run_id: str) -> list[str]:
+        leftovers = []
+        host = self.cgroup_host()
+        if host is not None:
+            prefix = snapshot.snapshot_id[:12]
+            for controller in ("cpu", "memory"):
+                parent = host.controller_dir(controller) / "orcakit"
+                if parent.is_dir():
+                    leftovers += [f"cgroup {path}" for path in parent.iterdir() if path.is_dir() and path.name.startswith(prefix)]
+        marker = f"{RUN_ID_ENV}={run_id}".encode()
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and int(proc.name) != os.getpid():
+                try:
+                    if marker in (proc / "environ").read_bytes().split(b"\0"):
+                        leftovers.append(f"process {proc.name}")
+                except OSError:
+                    continue
+        return leftovers
 
     # -- dynamic pipelines -------------------------------------------------------------------
 
@@ -142,7 +181,7 @@ class LocalOrchestrator(BaseOrchestrator):
         spec = snapshot.steps[step_name]
         self._check_gpus(snapshot)
         env = {**os.environ, **environment, **self._gpu_env(spec), RUN_ID_ENV: self.get_orchestrator_run_id()}
-        group = self._cgroup(snapshot, step_name, 1)
+        group = self.step_cgroup(snapshot, step_name, 1)
         log = str(self._log_dir(snapshot) / f"{step_name}.log")
         python = self.config.python or sys.executable
         handle = exec_step(self.step_command(snapshot, step_name, python), env, os.getcwd(), log, group, spec.resources.memory)
@@ -165,7 +204,7 @@ class LocalOrchestrator(BaseOrchestrator):
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def _cgroup(self, snapshot: PipelineSnapshot, step_name: str, attempt: int) -> cgroups.StepCgroup | None:
+    def step_cgroup(self, snapshot: PipelineSnapshot, step_name: str, attempt: int) -> cgroups.StepCgroup | None:
         resources = snapshot.steps[step_name].resources
         if resources.cpu_count is None and resources.memory is None:
             return None
@@ -173,7 +212,11 @@ class LocalOrchestrator(BaseOrchestrator):
         if host is None:  # validate_snapshot refused this already; keep the promise anyway
             raise SubmissionError(f"step {step_name!r} requests cpu/memory limits but this host has no writable cgroup file system")
         name = f"{snapshot.snapshot_id[:12]}-{uuid.uuid4().hex[:8]}-{step_name}-{attempt}"
-        return cgroups.create(host, name, resources.cpu_count, resources.memory_bytes)
+        return cgroups.create(host, name, *self.resource_limits(resources))
+
+    def resource_limits(self, resources) -> tuple[float | None, int | None]:
+        """``(CPUs, memory bytes)`` to enforce for a step's ResourceSettings."""
+        return resources.cpu_count, resources.memory_bytes
 
     def _gpu_env(self, spec) -> dict[str, str]:
         count = spec.resources.gpu_count

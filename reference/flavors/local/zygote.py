@@ -24,6 +24,7 @@ import traceback
 
 
 def _child(runner, request: dict) -> int:
+    os.setsid()  # its own process group, so a stop kills the step and everything it started
     log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     null_fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null_fd, 0)
@@ -61,36 +62,25 @@ def main(argv: list[str] | None = None) -> None:
 
     send({"ready": os.getpid()})
     selector = selectors.DefaultSelector()
-    selector.register(sys.stdin, selectors.EVENT_READ, None)
+    stdin_fd = sys.stdin.fileno()
+    selector.register(stdin_fd, selectors.EVENT_READ, None)
     children: dict[int, tuple[int, int]] = {}  # pidfd -> (request id, pid)
     stdin_open = True
+    pending = b""
     while stdin_open or children:
         for key, _ in selector.select():
             if key.data is None:
-                line = sys.stdin.readline()
-                if not line:
-                    selector.unregister(sys.stdin)
+                # Raw reads, not sys.stdin.readline(): a buffered reader would swallow requests
+                # that arrived together, and select() would never report them again.
+                chunk = os.read(stdin_fd, 1 << 16)
+                if not chunk:
+                    selector.unregister(stdin_fd)
                     stdin_open = False
                     continue
-                request = json.loads(line)
-                out.flush()
-                pid = os.fork()
-                if pid == 0:
-                    code = 2
-                    try:
-                        code = _child(runner, request)
-                    except BaseException:  # noqa: BLE001
-                        traceback.print_exc()
-                    finally:
-                        try:
-                            sys.stdout.flush()
-                            sys.stderr.flush()
-                        finally:
-                            os._exit(code)
-                pidfd = os.pidfd_open(pid)
-                children[pidfd] = (request["id"], pid)
-                selector.register(pidfd, selectors.EVENT_READ, pidfd)
-                send({"id": request["id"], "pid": pid})
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        _fork(runner, json.loads(line), selector, children, send)
             else:
                 pidfd = key.data
                 request_id, pid = children.pop(pidfd)
@@ -98,6 +88,28 @@ def main(argv: list[str] | None = None) -> None:
                 os.close(pidfd)
                 _, status = os.waitpid(pid, 0)
                 send({"id": request_id, "exit": os.waitstatus_to_exitcode(status)})
+
+
+def _fork(runner, request: dict, selector, children: dict, send) -> None:
+    """Fork one step process for ``request`` and watch it through a pidfd."""
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 2
+        try:
+            code = _child(runner, request)
+        except BaseException:  # noqa: BLE001
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    pidfd = os.pidfd_open(pid)
+    children[pidfd] = (request["id"], pid)
+    selector.register(pidfd, selectors.EVENT_READ, pidfd)
+    send({"id": request["id"], "pid": pid})
 
 
 if __name__ == "__main__":

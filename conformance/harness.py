@@ -1,0 +1,311 @@
+"""The harness: resolves the flavor under test, runs probe pipelines on it with a time limit and
+collects what the run store and the probes observed.
+
+Failures of the *flavor* are reported as :class:`FlavorViolation` (an AssertionError, so pytest
+shows it as a failure). Faults of the harness or the environment (a temp folder that cannot be
+created, a store that cannot be read) raise :class:`HarnessError`, which the plugin reports with
+the *error* outcome so that nobody mistakes a broken CI machine for a broken flavor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orcakit import (
+    BaseOrchestrator,
+    Capabilities,
+    ComponentSpec,
+    ExecutionMode,
+    Flavor,
+    PipelineSnapshot,
+    StackSpec,
+    load_flavor,
+)
+from orcakit.reference.artifact_store import ArtifactStore, open_artifact_store
+from orcakit.reference.client import run_snapshot
+from orcakit.reference.run_store import AttemptRecord, RunRecord, RunStore, StepRecord
+
+from .probes import dynamic_probe_dag, probe_dag
+
+
+class FlavorViolation(AssertionError):
+    """The flavor broke a requirement; the message names the requirement and what was seen."""
+
+
+class HarnessError(RuntimeError):
+    """The harness or its environment failed; says nothing about the flavor."""
+
+
+def violation(requirement: str, message: str, **evidence: Any) -> FlavorViolation:
+    text = f"[{requirement}] {message}"
+    if evidence:
+        text += "\n" + "\n".join(f"  {key}: {_short(value)}" for key, value in evidence.items())
+    return FlavorViolation(text)
+
+
+def _short(value: Any, limit: int = 2000) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+@dataclass
+class RunObservation:
+    """Everything observable about one run after it ended."""
+
+    snapshot: PipelineSnapshot
+    run: RunRecord
+    runs_for_snapshot: list[RunRecord]
+    steps: dict[str, StepRecord]
+    attempts: list[AttemptRecord]
+    starts: dict[str, list[dict]]  # step -> probe start records, by attempt
+    ends: dict[str, list[dict]]
+    outputs: dict[str, Any]
+    duration: float
+    warnings: list[warnings.WarningMessage] = field(default_factory=list)
+    #: Every status each record was seen in, in order: {"run": [...], "<step>": [...]}.
+    history: dict[str, list[str]] = field(default_factory=dict)
+
+    def executed(self, step: str) -> bool:
+        return bool(self.starts.get(step))
+
+    def run_ids(self) -> set[str]:
+        return {record["run_id"] for records in self.starts.values() for record in records}
+
+
+@dataclass
+class FlavorUnderTest:
+    """The flavor being certified, its validated config and where its runs keep their state."""
+
+    reference: str
+    flavor: Flavor
+    config: dict[str, Any]
+    workdir: Path
+    run_store_url: str
+    artifact_store_uri: str
+    artifact_store_options: dict[str, Any] = field(default_factory=dict)
+    timeout: float = 180.0
+
+    @classmethod
+    def resolve(cls, reference: str, config: dict[str, Any], workdir: Path | None = None, run_store_url: str | None = None,
+                artifact_store_uri: str | None = None, timeout: float = 180.0) -> "FlavorUnderTest":
+        flavor = load_flavor(reference)
+        validated = flavor.validate_config(config)
+        if workdir is None:
+            workdir = Path(tempfile.mkdtemp(prefix="orcakit-conformance-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            reference=reference,
+            flavor=flavor,
+            config=validated.model_dump(mode="json", exclude_unset=True),
+            workdir=workdir,
+            run_store_url=run_store_url or f"sqlite:///{workdir / 'runs.db'}",
+            artifact_store_uri=artifact_store_uri or str(workdir / "artifacts"),
+            timeout=timeout,
+        )
+
+    @property
+    def name(self) -> str:
+        return self.flavor.name
+
+    def orchestrator(self) -> BaseOrchestrator:
+        return self.flavor.create(self.config)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The manifest in force for this config on this host (what the suite holds it to)."""
+        return self.orchestrator().capabilities
+
+    def stack(self) -> StackSpec:
+        source = None if ":" not in self.reference else self.reference
+        return StackSpec(
+            orchestrator=ComponentSpec(flavor=self.flavor.name, flavor_source=source, name="conformance", config=self.config),
+            artifact_store=self.artifact_store_uri,
+            run_store=self.run_store_url,
+            artifact_store_options=self.artifact_store_options,
+        )
+
+    def run_store(self) -> RunStore:
+        return RunStore(self.run_store_url)
+
+    def artifact_store(self) -> ArtifactStore:
+        return open_artifact_store(self.artifact_store_uri, self.artifact_store_options)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def compile_dag(self, dag: dict, *, environment: dict[str, str] | None = None, mode: ExecutionMode | None = None,
+                    name: str | None = None) -> PipelineSnapshot:
+        options: dict[str, Any] = {"name": name or f"conformance_{uuid.uuid4().hex[:8]}"}
+        if environment:
+            options["environment"] = environment
+        if mode is not None:
+            options["execution_mode"] = mode
+        return probe_dag.with_options(**options).compile(self.stack(), dag)
+
+    def compile_dynamic(self, width: int, env_keys: list[str]) -> PipelineSnapshot:
+        return dynamic_probe_dag.with_options(name=f"conformance_dyn_{uuid.uuid4().hex[:8]}").compile(self.stack(), width, env_keys)
+
+    def run(self, snapshot: PipelineSnapshot, *, requirement: str = "CAP-2", during=None, only_this_run: bool = False) -> RunObservation:
+        """Submit ``snapshot``, wait at most ``timeout`` seconds, and observe the result.
+
+        While the run is under way, the run store is polled and every status each record went
+        through is kept (``RunObservation.history``). ``during(watch)`` runs in the calling
+        thread while the run is under way (e.g. to stop it)."""
+        started = time.monotonic()
+        outcome: dict[str, Any] = {}
+        watch = StatusWatch(self.run_store_url, snapshot.snapshot_id)
+        watch.start()
+
+        def target() -> None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    outcome["run"] = run_snapshot(snapshot, wait=True)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+                    outcome["error"] = exc
+                outcome["warnings"] = list(caught)
+
+        thread = threading.Thread(target=target, daemon=True, name="conformance-run")
+        thread.start()
+        try:
+            if during is not None:
+                during(watch)
+            thread.join(max(0.0, self.timeout - (time.monotonic() - started)))
+        finally:
+            watch.stop()
+        if thread.is_alive():
+            raise violation(
+                requirement,
+                f"the run of pipeline {snapshot.pipeline_name!r} did not finish within {self.timeout:.0f}s",
+                why="a flavor must end every run in a terminal status and never hang (STATUS-2, CAP-2)",
+            )
+        if "error" in outcome:
+            raise outcome["error"]
+        observation = self.observe(snapshot, outcome["run"], time.monotonic() - started, outcome.get("warnings", []), only_this_run)
+        observation.history = watch.history
+        return observation
+
+    def observe(self, snapshot: PipelineSnapshot, run: RunRecord, duration: float, caught: list | None = None,
+                only_this_run: bool = False) -> RunObservation:
+        """What the run left behind. Probe records of *every* run of the snapshot are included
+        unless ``only_this_run``: for a single submission, a step that attached to another run
+        (a broken run ID) must still be seen."""
+        store = self.run_store()
+        try:
+            artifacts = self.artifact_store()
+            starts: dict[str, list[dict]] = {}
+            ends: dict[str, list[dict]] = {}
+            prefix = f"probes/{snapshot.snapshot_id}/" + (f"{run.id}/" if only_this_run else "")
+            for key in artifacts.list(prefix):
+                record = json.loads(artifacts.get(key))
+                target = starts if key.endswith(".start.json") else ends
+                target.setdefault(record["step"], []).append(record)
+            for records in (*starts.values(), *ends.values()):
+                records.sort(key=lambda r: r["attempt"])
+            steps = store.steps(run.id)
+            outputs = {}
+            from orcakit.reference.artifact_store import dematerialize
+
+            for name, step in steps.items():
+                if step.outputs.get("output"):
+                    key = f"runs/{run.id}/{name}/output"
+                    outputs[name] = dematerialize(artifacts.get(key)) if artifacts.exists(key) else None
+            return RunObservation(
+                snapshot=snapshot,
+                run=store.get_run(run.id),
+                runs_for_snapshot=store.list_runs(limit=1000, snapshot_id=snapshot.snapshot_id),
+                steps=steps,
+                attempts=list(store.attempts(run.id)),
+                starts=starts,
+                ends=ends,
+                outputs=outputs,
+                duration=duration,
+                warnings=list(caught or []),
+            )
+        except FlavorViolation:
+            raise
+        except Exception as exc:
+            raise HarnessError(f"could not read the run's records: {exc}") from exc
+        finally:
+            store.close()
+
+
+class StatusWatch:
+    """Polls the run store while a run is under way and keeps the sequence of statuses each
+    record went through (STATUS-1 is about transitions, which only the way there shows)."""
+
+    def __init__(self, url: str, snapshot_id: str, interval: float = 0.03) -> None:
+        self.url, self.snapshot_id, self.interval = url, snapshot_id, interval
+        self.history: dict[str, list[str]] = {}
+        self.run_record: RunRecord | None = None
+        self._store: RunStore | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True, name="conformance-watch")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sample()  # the final state, whatever the poll interval missed
+        if self._store is not None:
+            self._store.close()
+
+    def _note(self, key: str, status: str) -> None:
+        seen = self.history.setdefault(key, [])
+        if not seen or seen[-1] != status:
+            seen.append(status)
+
+    def _sample(self) -> None:
+        try:
+            if self._store is None:
+                self._store = RunStore(self.url, create_tables=False)
+            runs = self._store.list_runs(limit=5, snapshot_id=self.snapshot_id)
+            if runs:
+                self.run_record = runs[-1]
+                self._note("run", runs[-1].status.value)
+                for name, step in self._store.steps(runs[-1].id).items():
+                    self._note(name, step.status.value)
+        except Exception:  # the store may not exist yet; sampling is best effort
+            pass
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+
+def chain(n: int, **spec: Any) -> dict:
+    """A DAG description: ``n`` probes in a line."""
+    return {"nodes": [{"name": f"s{i}", "upstream": [f"s{i - 1}"] if i else [], "spec": dict(spec)} for i in range(n)]}
+
+
+def nodes_by_name(dag: dict) -> dict[str, dict]:
+    return {node["name"]: node for node in dag["nodes"]}
+
+
+def downstream(dag: dict, name: str) -> set[str]:
+    children: dict[str, list[str]] = {node["name"]: [] for node in dag["nodes"]}
+    for node in dag["nodes"]:
+        for up in node.get("upstream", []):
+            children[up].append(node["name"])
+    seen: set[str] = set()
+    stack = list(children[name])
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(children[current])
+    return seen
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

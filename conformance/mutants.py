@@ -1,0 +1,277 @@
+"""Deliberately broken flavors ("mutants") that prove the suite's sensitivity.
+
+Each mutant is the reference ``local`` flavor with one classic orchestrator bug, and declares
+the requirement IDs that bug violates. The project's tests run the suite against every mutant
+(``pytest --flavor=orcakit.conformance.mutants:FixedRunId``) and assert it fails on exactly
+those requirements — a suite that lets a mutant pass has lost its teeth.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import time
+import uuid
+from typing import ClassVar
+
+from orcakit import MEMORY_UNITS, ExecutionStatus
+from orcakit.reference.cgroups import StepCgroup
+from orcakit.reference.flavors.local import LocalFlavor
+from orcakit.reference.flavors.local.orchestrator import LocalOrchestrator
+from orcakit.reference.scheduler import DagScheduler
+
+
+class Mutant(LocalFlavor):
+    """Base of the mutants: the local flavor under another name and implementation."""
+
+    #: The requirement IDs the suite must report failed for this mutant.
+    violates: ClassVar[frozenset[str]] = frozenset()
+    #: One line: the bug.
+    bug: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.name = "mutant-" + "".join(f"-{c.lower()}" if c.isupper() else c for c in cls.__name__).lstrip("-")
+        cls.implementation_source = f"{__name__}:{cls.__name__}Orchestrator"
+        cls.description = cls.bug
+
+
+# -- run ID ------------------------------------------------------------------------------------
+
+
+class FixedRunIdOrchestrator(LocalOrchestrator):
+    def get_orchestrator_run_id(self) -> str:
+        return "run"
+
+
+class FixedRunId(Mutant):
+    bug = "get_orchestrator_run_id() returns a constant"
+    violates = frozenset({"RUNID-2"})
+
+
+class RunIdPerStepOrchestrator(LocalOrchestrator):
+    def get_orchestrator_run_id(self) -> str:
+        return uuid.uuid4().hex
+
+
+class RunIdPerStep(Mutant):
+    bug = "a new run ID every time it is asked (so per step)"
+    violates = frozenset({"RUNID-1"})
+
+
+class TimestampRunIdOrchestrator(LocalOrchestrator):
+    def new_run_id(self, snapshot) -> str:
+        return str(int(time.time()))
+
+
+class TimestampRunId(Mutant):
+    bug = "run ID from a timestamp in whole seconds"
+    violates = frozenset({"RUNID-2"})
+
+
+class NameBasedRunIdOrchestrator(LocalOrchestrator):
+    def new_run_id(self, snapshot) -> str:
+        return f"{snapshot.pipeline_name}-{uuid.uuid4().hex}"
+
+
+class NameBasedRunId(Mutant):
+    bug = "run ID built from the pipeline name, so it grows past 250 characters"
+    violates = frozenset({"RUNID-3"})
+
+
+class RunIdChangesOnRetryOrchestrator(LocalOrchestrator):
+    def step_environment(self, snapshot, step_name, environment, run_id, attempt):
+        env = super().step_environment(snapshot, step_name, environment, run_id, attempt)
+        if attempt > 1:
+            env[self.run_id_env_var] = f"{run_id}-retry{attempt}"
+        return env
+
+
+class RunIdChangesOnRetry(Mutant):
+    bug = "a retried attempt gets a new run ID"
+    violates = frozenset({"RETRY-3"})
+
+
+# -- environment -------------------------------------------------------------------------------
+
+
+class DropsStepEnvironmentOrchestrator(LocalOrchestrator):
+    def step_environment(self, snapshot, step_name, environment, run_id, attempt):
+        if snapshot.steps[step_name].environment and step_name == max(snapshot.steps):
+            # the step-level variables of one step are lost on the way
+            environment = {k: v for k, v in environment.items() if k not in snapshot.steps[step_name].environment}
+        return super().step_environment(snapshot, step_name, environment, run_id, attempt)
+
+
+class DropsStepEnvironment(Mutant):
+    bug = "one step's step-level environment is dropped"
+    violates = frozenset({"ENV-3"})
+
+
+def _shell_mangle(value: str) -> str:
+    try:
+        return " ".join(shlex.split(value))  # what `export K=$V` without quoting does to a value
+    except ValueError:
+        return value
+
+
+class ShellQuotingOrchestrator(LocalOrchestrator):
+    def step_environment(self, snapshot, step_name, environment, run_id, attempt):
+        mangled = {k: v if k.startswith("ORCAKIT_") else _shell_mangle(v) for k, v in environment.items()}
+        return super().step_environment(snapshot, step_name, mangled, run_id, attempt)
+
+
+class ShellQuoting(Mutant):
+    bug = "environment values pass through shell word splitting"
+    violates = frozenset({"ENV-2"})
+
+
+# -- resources ---------------------------------------------------------------------------------
+
+
+class IgnoresResourcesOrchestrator(LocalOrchestrator):
+    def step_cgroup(self, snapshot, step_name, attempt):
+        return None  # declared ENFORCED, applied never
+
+
+class IgnoresResources(Mutant):
+    bug = "resource settings silently ignored"
+    violates = frozenset({"RES-2", "RES-3"})
+
+
+class MemoryUnitConfusionOrchestrator(LocalOrchestrator):
+    def resource_limits(self, resources):
+        cpu, memory = super().resource_limits(resources)
+        if resources.memory is not None:
+            unit = resources.memory.lstrip("0123456789")
+            binary = unit if unit.endswith("iB") else unit[0] + "iB"
+            memory = int(resources.memory[: -len(unit)]) * MEMORY_UNITS[binary]  # GB read as GiB
+        return cpu, memory
+
+
+class MemoryUnitConfusion(Mutant):
+    bug = "decimal memory units treated as binary (GB as GiB)"
+    violates = frozenset({"RES-3"})
+
+
+class RoundsCpuOrchestrator(LocalOrchestrator):
+    def resource_limits(self, resources):
+        cpu, memory = super().resource_limits(resources)
+        return (None if cpu is None else float(max(1, math.ceil(cpu)))), memory
+
+
+class RoundsCpu(Mutant):
+    bug = "fractional cpu_count rounded up to whole CPUs"
+    violates = frozenset({"RES-2"})
+
+
+# -- ordering and failure ----------------------------------------------------------------------
+
+
+class _EagerScheduler(DagScheduler):
+    def is_ready(self, name, status):
+        # starts a step as soon as ANY upstream step ended
+        ups = self.snapshot.steps[name].upstream
+        return not ups or any(up in status for up in ups)
+
+
+class StartsEarlyOrchestrator(LocalOrchestrator):
+    scheduler_class = _EagerScheduler
+
+
+class StartsEarly(Mutant):
+    bug = "a step starts when any (not all) of its upstream steps ended"
+    violates = frozenset({"ORDER-1"})
+
+
+class _RunsAfterFailureScheduler(DagScheduler):
+    def is_ready(self, name, status):
+        # upstream "done" includes failed and skipped
+        return all(up in status for up in self.snapshot.steps[name].upstream)
+
+
+class RunsAfterFailureOrchestrator(LocalOrchestrator):
+    scheduler_class = _RunsAfterFailureScheduler
+
+
+class RunsAfterFailure(Mutant):
+    bug = "downstream steps still run after their upstream failed"
+    violates = frozenset({"FAIL-1"})
+
+
+class _SwallowingScheduler(DagScheduler):
+    def _settle(self, name, attempt, code, handle, stopping):
+        if code not in (0, 1) and not stopping:
+            return ExecutionStatus.COMPLETED  # a dead step process counts as success, unrecorded
+        return super()._settle(name, attempt, code, handle, stopping)
+
+
+class SwallowsFailureOrchestrator(LocalOrchestrator):
+    scheduler_class = _SwallowingScheduler
+
+
+class SwallowsFailure(Mutant):
+    bug = "a step process that dies is treated as a success"
+    violates = frozenset({"FAIL-6"})
+
+
+class _NoFailFastScheduler(DagScheduler):
+    def __init__(self, snapshot, *args, **kwargs):
+        from orcakit import ExecutionMode
+
+        if snapshot.execution_mode is ExecutionMode.FAIL_FAST:  # behaves as STOP_ON_FAILURE
+            snapshot = snapshot.model_copy(update={"execution_mode": ExecutionMode.STOP_ON_FAILURE})
+        super().__init__(snapshot, *args, **kwargs)
+
+
+class IgnoresFailFastOrchestrator(LocalOrchestrator):
+    scheduler_class = _NoFailFastScheduler
+
+
+class IgnoresFailFast(Mutant):
+    bug = "FAIL_FAST lets running steps finish"
+    violates = frozenset({"FAIL-2"})
+
+
+class _OffByOneRetryScheduler(DagScheduler):
+    def _settle(self, name, attempt, code, handle, stopping):
+        status = super()._settle(name, attempt, code, handle, stopping)
+        if status is ExecutionStatus.RETRYING and attempt >= self.snapshot.steps[name].total_attempts - 1:
+            self.store.mark_steps(self.run_uuid, [name], ExecutionStatus.FAILED, "retries exhausted")
+            return ExecutionStatus.FAILED  # max_retries counted as total attempts
+        return status
+
+
+class WrongRetryCountOrchestrator(LocalOrchestrator):
+    scheduler_class = _OffByOneRetryScheduler
+
+
+class WrongRetryCount(Mutant):
+    bug = "one retry too few (max_retries read as total attempts)"
+    violates = frozenset({"RETRY-1"})
+
+
+# -- clean-up ----------------------------------------------------------------------------------
+
+
+class _StickyCgroup(StepCgroup):
+    def remove(self) -> None:
+        pass  # never cleaned up
+
+
+class LeavesCgroupsOrchestrator(LocalOrchestrator):
+    def step_cgroup(self, snapshot, step_name, attempt):
+        group = super().step_cgroup(snapshot, step_name, attempt)
+        return None if group is None else _StickyCgroup(group.host, group.name)
+
+
+class LeavesCgroups(Mutant):
+    bug = "per-step cgroups are never removed"
+    violates = frozenset({"CLEAN-1"})
+
+
+ALL: tuple[type[Mutant], ...] = (
+    FixedRunId, RunIdPerStep, TimestampRunId, NameBasedRunId, RunIdChangesOnRetry,
+    DropsStepEnvironment, ShellQuoting, IgnoresResources, MemoryUnitConfusion, RoundsCpu,
+    StartsEarly, RunsAfterFailure, SwallowsFailure, IgnoresFailFast, WrongRetryCount, LeavesCgroups,
+)

@@ -1,0 +1,349 @@
+"""The conformance suite's pytest plugin (registered through the ``pytest11`` entry point).
+
+``pytest --flavor=NAME`` in any folder collects the suite (the ``check_*.py`` modules of
+:mod:`orcakit.conformance.suite`) and runs it against that flavor; without ``--flavor`` this
+plugin only registers its options and marker and stays out of the way.
+
+State lives under typed stash keys, not attributes; heavy imports (the runtime, Hypothesis
+profiles) happen only when ``--flavor`` is given.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import random
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SUITE_DIR = Path(__file__).parent / "suite"
+PROFILE_CHOICES = ("quick", "standard", "certify")
+
+
+class SuiteState:
+    """Everything the plugin keeps for one session (one instance, under ``SUITE_STATE``).
+
+    It is also registered as a plugin itself, so that its ``pytest_runtest_logreport`` collects
+    the per-check results (in the controller, for xdist workers too: the outcome and
+    requirement IDs travel in ``report.user_properties``).
+    """
+
+    def __init__(self, fut: Any, profile: str, seed: int, certify: bool, disabled: set[str], selected: set[str],
+                 report_dir: Path | None, command: list[str]) -> None:
+        self.fut = fut
+        self.profile = profile
+        self.seed = seed
+        self.certify = certify
+        self.disabled = disabled
+        self.selected = selected
+        self.report_dir = report_dir
+        self.command = command
+        self.results: list[dict[str, Any]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        properties = dict(report.user_properties)
+        if "orcakit_outcome" not in properties:
+            return
+        self.results.append(
+            {
+                "nodeid": report.nodeid,
+                "name": report.nodeid.split("::")[-1],
+                "when": report.when,
+                "requirements": [r for r in properties["orcakit_requirements"].split(",") if r],
+                "outcome": properties["orcakit_outcome"],
+                "duration": round(report.duration, 3),
+                "message": _message(report),
+                "reproducer": properties.get("orcakit_reproducer"),
+            }
+        )
+
+
+SUITE_STATE = pytest.StashKey[SuiteState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("orcakit", "orcakit conformance suite")
+    group.addoption("--flavor", default=None, metavar="NAME",
+                    help="run the orcakit conformance suite against this flavor: a registered flavor name "
+                         "(entry-point group orcakit.flavors), 'module:FlavorClass', or a registered orchestrator name")
+    group.addoption("--flavor-config", default=None, metavar="FILE", help="flavor config as YAML or JSON")
+    group.addoption("--flavor-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="one flavor config value (repeatable; overrides --flavor-config)")
+    group.addoption("--conformance-profile", default=None, choices=PROFILE_CHOICES,
+                    help="how many cases each property test tries (default: standard; certify under --certify)")
+    group.addoption("--certify", action="store_true", default=False,
+                    help="certification run: certify profile, derandomised, no requirement may be disabled")
+    group.addoption("--conformance-seed", type=int, default=None, metavar="N", help="seed for the generated cases")
+    group.addoption("--report-dir", default=None, metavar="DIR",
+                    help="write the certification bundle (report.json, junit.xml, report.html) here")
+    group.addoption("--requirement", action="append", default=[], metavar="ID",
+                    help="only run the checks of this requirement (repeatable)")
+    group.addoption("--disable-requirement", action="append", default=[], metavar="ID",
+                    help="do not run the checks of this requirement; reported as 'disabled' (not allowed with --certify)")
+    group.addoption("--conformance-timeout", type=float, default=180.0, metavar="SECONDS",
+                    help="longest a single conformance run may take before it counts as hanging")
+    group.addoption("--conformance-run-store", default=None, metavar="URL",
+                    help="run store for conformance runs (default: a fresh SQLite file)")
+    group.addoption("--conformance-artifact-store", default=None, metavar="URI",
+                    help="artifact store for conformance runs (default: a fresh folder; s3://... for remote backends)")
+
+
+def _flavor_config(config: pytest.Config) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    path = config.getoption("flavor_config")
+    if path:
+        text = Path(path).read_text()
+        try:
+            if path.endswith(".json"):
+                values = json.loads(text)
+            else:
+                import yaml
+
+                values = yaml.safe_load(text) or {}
+        except ValueError as exc:
+            raise pytest.UsageError(f"--flavor-config {path}: not valid YAML/JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise pytest.UsageError(f"--flavor-config {path}: expected a mapping of config fields")
+    for item in config.getoption("flavor_option"):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise pytest.UsageError(f"--flavor-option {item!r}: expected KEY=VALUE")
+        try:
+            values[key.replace("-", "_")] = json.loads(value)
+        except ValueError:
+            values[key.replace("-", "_")] = value
+    return values
+
+
+def _resolve_reference(name: str) -> tuple[str, dict[str, Any]]:
+    """A flavor reference and base config: a flavor name, 'module:Class', or an orchestrator
+    registered with ``orcakit orchestrator register``."""
+    from orcakit import available_flavors
+
+    if ":" in name or name in available_flavors():
+        return name, {}
+    from orcakit.reference.config_store import ConfigStore
+
+    store = ConfigStore()
+    registered = store.load().orchestrators
+    if name in registered:
+        return registered[name].flavor, dict(registered[name].config)
+    return name, {}  # load_flavor will say what is registered
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requirement(*ids): the orcakit requirement IDs a conformance check verifies")
+    name = config.getoption("flavor")
+    if not name:
+        return
+    from orcakit import OrcakitError
+
+    from .harness import FlavorUnderTest
+    from .strategies import register_profiles
+
+    certify = config.getoption("certify")
+    disabled = set(config.getoption("disable_requirement"))
+    if certify and disabled:
+        raise pytest.UsageError(
+            "--certify runs every requirement; --disable-requirement is not allowed with it "
+            "(a certification with parts turned off would certify nothing)"
+        )
+    profile = config.getoption("conformance_profile") or ("certify" if certify else "standard")
+    if certify and profile != "certify":
+        raise pytest.UsageError("--certify uses the 'certify' profile; drop --conformance-profile or set it to certify")
+    seed = config.getoption("conformance_seed")
+    if seed is None:
+        seed = getattr(config, "workerinput", {}).get("orcakit_seed") or random.randrange(2**32)
+    if hasattr(config.option, "hypothesis_seed") and not certify:
+        config.option.hypothesis_seed = seed  # Hypothesis' own plugin reads this after us
+    report_dir = config.getoption("report_dir")
+    if report_dir:
+        report_dir = Path(report_dir).resolve()
+        report_dir.mkdir(parents=True, exist_ok=True)
+        if not getattr(config.option, "xmlpath", None):
+            config.option.xmlpath = str(report_dir / "junit.xml")  # pytest's junitxml writes it
+    register_profiles()
+    from hypothesis import settings
+
+    settings.load_profile(f"orcakit-{profile}")
+    reference, base_config = _resolve_reference(name)
+    try:
+        fut = FlavorUnderTest.resolve(
+            reference,
+            {**base_config, **_flavor_config(config)},
+            run_store_url=config.getoption("conformance_run_store"),
+            artifact_store_uri=config.getoption("conformance_artifact_store"),
+            timeout=config.getoption("conformance_timeout"),
+        )
+    except OrcakitError as exc:
+        raise pytest.UsageError(f"--flavor={name}: {exc}") from None
+    command = ["pytest", f"--flavor={name}"]
+    command += [f"--flavor-option={item}" for item in config.getoption("flavor_option")]
+    if config.getoption("flavor_config"):
+        command.append(f"--flavor-config={config.getoption('flavor_config')}")
+    command.append(f"--conformance-profile={profile}")
+    state = SuiteState(fut, profile, seed, certify, disabled, set(config.getoption("requirement")), report_dir, command)
+    config.stash[SUITE_STATE] = state
+    config.pluginmanager.register(state, "orcakit-conformance-state")
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [str(SUITE_DIR)]  # an empty folder: collect the whole suite
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: every worker uses the controller's seed, so a failure reproduces."""
+    state = node.config.stash.get(SUITE_STATE, None)
+    if state is not None:
+        node.workerinput["orcakit_seed"] = state.seed
+
+
+class SuiteModule(pytest.Module):
+    """A suite module, imported by its package name (never by path: the suite lives inside an
+    installed package, and importing it by path would load a second copy under another name)."""
+
+    def _getobj(self):
+        return importlib.import_module(f"orcakit.conformance.suite.{self.path.stem}")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if parent.config.stash.get(SUITE_STATE, None) is None:
+        return None
+    if file_path.parent == SUITE_DIR and file_path.name.startswith("check_") and file_path.suffix == ".py":
+        return SuiteModule.from_parent(parent, path=file_path)
+    return None
+
+
+def requirement_ids(item: pytest.Item) -> list[str]:
+    ids: list[str] = []
+    for marker in item.iter_markers("requirement"):
+        ids.extend(marker.args)
+    return sorted(set(ids))
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash.get(SUITE_STATE, None)
+    if state is None:
+        return
+    from orcakit.catalogue import load_catalogue
+
+    known = {requirement.id for requirement in load_catalogue().requirements}
+    unknown = (state.selected | state.disabled) - known
+    if unknown:
+        raise pytest.UsageError(f"unknown requirement ID(s) {sorted(unknown)}; see SPEC.md for the catalogue")
+    keep, drop = [], []
+    for item in items:
+        ids = set(requirement_ids(item))
+        if state.selected and not ids & state.selected:
+            drop.append(item)
+            continue
+        if ids & state.disabled:
+            item.add_marker(pytest.mark.skip(reason=f"disabled: {', '.join(sorted(ids & state.disabled))} turned off by --disable-requirement"))
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def fut(request: pytest.FixtureRequest):
+    """The flavor under test (:class:`orcakit.conformance.harness.FlavorUnderTest`)."""
+    state = request.config.stash.get(SUITE_STATE, None)
+    if state is None:
+        pytest.skip("not a conformance run (no --flavor)")
+    return state.fut
+
+
+@pytest.fixture(scope="session")
+def capabilities(fut):
+    """The capability manifest in force for the flavor under test."""
+    return fut.capabilities
+
+
+def unsupported(what: str) -> None:
+    """End a check as *unsupported*: the capability it needs is not declared."""
+    pytest.skip(f"unsupported: {what}")
+
+
+def _outcome(report: pytest.TestReport, call: pytest.CallInfo | None) -> str:
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if "disabled:" in reason:
+            return "disabled"
+        if "unsupported:" in reason:
+            return "unsupported"
+        return "error" if report.when == "setup" and "not a conformance run" not in reason else "unsupported"
+    if report.failed:
+        from .harness import HarnessError
+
+        if report.when != "call":
+            return "error"
+        if call is not None and call.excinfo is not None and call.excinfo.errisinstance(HarnessError):
+            return "error"
+        return "failed"
+    return "passed"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    state = item.config.stash.get(SUITE_STATE, None)
+    if state is None or not isinstance(item, pytest.Function):
+        return report
+    outcome = _outcome(report, call)
+    if report.when == "call" or outcome != "passed":
+        report.user_properties.append(("orcakit_requirements", ",".join(requirement_ids(item))))
+        report.user_properties.append(("orcakit_outcome", outcome))
+        if outcome in ("failed", "error"):
+            reproducer = shlex.join(state.command + [f"--conformance-seed={state.seed}", "-k", item.name.split("[")[0]])
+            report.user_properties.append(("orcakit_reproducer", reproducer))
+            report.sections.append(("orcakit reproducer", reproducer))
+    return report
+
+
+def _message(report: pytest.TestReport) -> str | None:
+    if report.passed:
+        return None
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return report.longrepr[2]
+    text = getattr(report, "longreprtext", "") or ""
+    lines = [line for line in text.splitlines() if line.startswith("E ") or "Falsifying example" in line]
+    return ("\n".join(line[2:] if line.startswith("E ") else line for line in lines) or text[-2000:])[:6000]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(SUITE_STATE, None)
+    if state is None:
+        return
+    from .report import build_report, summarize
+
+    report = build_report(state, state.results, config)
+    tr = terminalreporter
+    tr.section("orcakit conformance")
+    for line in summarize(report):
+        tr.write_line(line)
+    failing = [r for r in state.results if r["outcome"] in ("failed", "error") and r.get("reproducer")]
+    if failing:
+        tr.write_line("reproduce a failure with:")
+        for result in failing:
+            tr.write_line(f"  [{','.join(result['requirements'])}] {result['reproducer']}")
+    if state.report_dir is not None:
+        config.stash[_REPORT] = report
+
+
+_REPORT = pytest.StashKey[dict]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # After junitxml has written junit.xml (its unconfigure/sessionfinish ran), write ours.
+    state = config.stash.get(SUITE_STATE, None)
+    if state is None or state.report_dir is None or hasattr(config, "workerinput"):
+        return
+    from .report import build_report, write_bundle
+
+    report = config.stash.get(_REPORT, None) or build_report(state, state.results, config)
+    write_bundle(report, state.report_dir)

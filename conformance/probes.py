@@ -1,0 +1,206 @@
+"""Probe steps: what the conformance pipelines are made of.
+
+A probe runs inside the step's real execution environment (the process, container or pod the
+flavor started) and records what it observes there into the run's artifact store — the one
+channel every flavor must give its steps. Nothing here imports pytest or Hypothesis: this module
+must import cheaply in any step image that has orcakit installed.
+
+What a probe records (``probes/<snapshot_id>/<run>/<step>/<attempt>.start.json`` before doing
+anything else, ``...end.json`` just before returning; ``<run>`` is the run-store record the step
+attached to, so several runs of one snapshot never mix):
+- ``run_id``: ``get_orchestrator_run_id()`` called *here*; ``env_run_id``: the flavor's run-ID
+  variable as seen here;
+- ``env``: the requested environment variables (``None`` when absent);
+- ``cpu``/``memory``/``gpus``: the effective CPU quota (CPUs), memory limit (bytes) and visible
+  GPU count, read from cgroup v1 or v2 and the GPU visibility variables;
+- ``upstream_done``: for every upstream step, whether its end record existed when this step
+  started (ordering without trusting clocks across machines);
+- ``inputs``: the tokens received from upstream steps; ``attempt``; ``pid``; ``host``;
+  ``container``; wall-clock ``time`` (for same-machine overlap and retry-delay checks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from orcakit import get_step_context, pipeline, step
+
+
+def probe_key(snapshot_id: str, run_uuid: str, step_name: str, attempt: int, phase: str) -> str:
+    return f"probes/{snapshot_id}/{run_uuid}/{step_name}/{attempt}.{phase}.json"
+
+
+def _cgroup_paths() -> dict[str, str]:
+    """controller -> path of this process's cgroup (v2 under key '')."""
+    paths: dict[str, str] = {}
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(",") if controllers else [""]:
+                paths[controller] = path
+    except OSError:
+        pass
+    return paths
+
+
+def _read(candidates: list[Path]) -> str | None:
+    for candidate in candidates:
+        try:
+            return candidate.read_text().strip()
+        except OSError:
+            continue
+    return None
+
+
+def _candidates(controller_dir: str, cgroup_path: str, filename: str) -> list[Path]:
+    # Inside a container with a private cgroup namespace the group is mounted at the root;
+    # on a host (or host cgroupns) it is at the path /proc/self/cgroup names.
+    root = Path("/sys/fs/cgroup") / controller_dir if controller_dir else Path("/sys/fs/cgroup")
+    return [root / cgroup_path.lstrip("/") / filename, root / filename]
+
+
+def observe_cpu() -> float | None:
+    """Effective CPU limit in CPUs (quota/period), or None when unlimited."""
+    paths = _cgroup_paths()
+    if "" in paths and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        value = _read(_candidates("", paths[""], "cpu.max"))
+        if value:
+            quota, _, period = value.partition(" ")
+            return None if quota == "max" else int(quota) / int(period or 100000)
+        return None
+    cpu_path = paths.get("cpu", paths.get("cpu,cpuacct", "/"))
+    for controller_dir in ("cpu", "cpu,cpuacct"):
+        quota = _read(_candidates(controller_dir, cpu_path, "cpu.cfs_quota_us"))
+        period = _read(_candidates(controller_dir, cpu_path, "cpu.cfs_period_us"))
+        if quota is not None and period is not None:
+            return None if int(quota) < 0 else int(quota) / int(period)
+    return None
+
+
+_UNLIMITED = 2**62
+
+
+def observe_memory() -> int | None:
+    """Effective memory limit in bytes, or None when unlimited."""
+    paths = _cgroup_paths()
+    if "" in paths and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        value = _read(_candidates("", paths[""], "memory.max"))
+        return None if value in (None, "max") else int(value)
+    value = _read(_candidates("memory", paths.get("memory", "/"), "memory.limit_in_bytes"))
+    if value is None or int(value) >= _UNLIMITED:
+        return None
+    return int(value)
+
+
+def observe_gpus() -> int | None:
+    """Visible GPUs: from CUDA/NVIDIA visibility variables, else device nodes; None if unknown."""
+    for variable in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"):
+        value = os.environ.get(variable)
+        if value is not None:
+            if value.strip() in ("", "none", "void", "-1"):
+                return 0
+            if value.strip() == "all":
+                break
+            return len([part for part in value.split(",") if part.strip()])
+    devices = [name for name in os.listdir("/dev") if re.fullmatch(r"nvidia[0-9]+", name)] if os.path.isdir("/dev") else []
+    return len(devices)
+
+
+def container_identity() -> str | None:
+    """A container ID from /proc/self/cgroup or mountinfo, when running in one."""
+    for source in ("/proc/self/cgroup", "/proc/self/mountinfo"):
+        try:
+            match = re.search(r"[0-9a-f]{64}", Path(source).read_text())
+        except OSError:
+            continue
+        if match:
+            return match.group(0)
+    return None
+
+
+@step
+def probe(spec: dict, **inputs: Any) -> dict:
+    """One node of a conformance DAG.
+
+    ``spec`` keys: ``env_keys`` (names to record), ``fail_attempts`` (attempt numbers that raise;
+    ``[-1]`` means every attempt), ``sleep`` (seconds), ``kill`` (SIGKILL itself after
+    recording), ``allocate_mb`` (allocate and touch that much memory), ``upstream`` (names).
+    """
+    context = get_step_context()
+    store = context.artifact_store
+    snapshot_id = context.snapshot.snapshot_id
+    flavor_var = context.orchestrator.run_id_env_var
+    record: dict[str, Any] = {
+        "step": context.step_name,
+        "attempt": context.attempt,
+        "run_uuid": context.run_uuid,
+        "run_id": context.orchestrator.get_orchestrator_run_id(),
+        "context_run_id": context.orchestrator_run_id,
+        "env_run_id": os.environ.get(flavor_var),
+        "env": {key: os.environ.get(key) for key in spec.get("env_keys", [])},
+        "cpu": observe_cpu(),
+        "memory": observe_memory(),
+        "gpus": observe_gpus(),
+        "upstream_done": {
+            up: any(key.endswith(".end.json") for key in store.list(f"probes/{snapshot_id}/{context.run_uuid}/{up}/"))
+            for up in spec.get("upstream", [])
+        },
+        "inputs": {name: value.get("token") if isinstance(value, dict) else value for name, value in inputs.items()},
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "container": container_identity(),
+        "time": time.time(),
+    }
+    store.put(probe_key(snapshot_id, context.run_uuid, context.step_name, context.attempt, "start"), json.dumps(record).encode())
+    if spec.get("kill"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if spec.get("allocate_mb"):
+        block = bytearray(int(spec["allocate_mb"]) * 1024 * 1024)
+        for offset in range(0, len(block), 4096):
+            block[offset] = 1
+    fail = spec.get("fail_attempts", [])
+    if -1 in fail or context.attempt in fail:
+        raise RuntimeError(f"probe {context.step_name} fails on purpose (attempt {context.attempt})")
+    if spec.get("sleep"):
+        time.sleep(float(spec["sleep"]))
+    token = uuid.uuid4().hex
+    end = {"step": context.step_name, "attempt": context.attempt, "time": time.time(), "token": token}
+    store.put(probe_key(snapshot_id, context.run_uuid, context.step_name, context.attempt, "end"), json.dumps(end).encode())
+    return {"step": context.step_name, "token": token}
+
+
+@pipeline
+def probe_dag(dag: dict) -> None:
+    """Build a DAG of probes from its JSON description (see ``harness.ProbeDag``):
+    ``{"nodes": [{"name", "upstream": [...], "spec": {...}, "resources": {...}, "retry": {...},
+    "environment": {...}}]}`` in topological order. Data edges: upstream outputs are passed as
+    inputs named ``in_<upstream>``, so ordering and data flow are both exercised."""
+    outputs: dict[str, Any] = {}
+    for node in dag["nodes"]:
+        options: dict[str, Any] = {}
+        if node.get("resources"):
+            options["settings"] = {"resources": node["resources"]}
+        if node.get("retry"):
+            options["retry"] = node["retry"]
+        if node.get("environment"):
+            options["environment"] = node["environment"]
+        task = probe.with_options(**options) if options else probe
+        spec = {**node.get("spec", {}), "upstream": list(node.get("upstream", []))}
+        inputs = {f"in_{up}": outputs[up] for up in node.get("upstream", [])}
+        outputs[node["name"]] = task(spec, id=node["name"], **inputs)
+
+
+@pipeline(dynamic=True)
+def dynamic_probe_dag(width: int, env_keys: list) -> None:
+    """A dynamic pipeline: the root decides at run time how many children run (its output)."""
+    root = probe({"env_keys": env_keys}, id="root")
+    children = [probe({"env_keys": env_keys, "upstream": ["root"]}, id=f"child_{i}", in_root=root) for i in range(width)]
+    probe({"env_keys": env_keys, "upstream": [c["step"] for c in children]}, id="join", **{f"in_{c['step']}": c for c in children})

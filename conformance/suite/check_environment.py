@@ -1,0 +1,74 @@
+"""ENV-*: the run-ID variable and the pipeline/step environment reach the steps exactly."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orcakit import PipelineDefinitionError
+from orcakit.conformance.harness import violation
+from orcakit.conformance.strategies import dags, env_keys, env_values
+
+# A fixed prefix keeps generated names clear of variables the backend itself sets (PATH, HOME):
+# the keys are not the nasty part, the values are.
+keys = env_keys.map(lambda key: f"CK_{key}")
+environments = st.dictionaries(keys, env_values, min_size=1, max_size=5)
+
+
+@st.composite
+def environment_cases(draw):
+    dag = draw(dags(max_nodes=4))
+    pipeline_env = draw(environments)
+    step_envs = {}
+    for node in dag["nodes"]:
+        if draw(st.booleans()):
+            # Some keys override pipeline keys, some are new.
+            overrides = draw(st.dictionaries(st.sampled_from(sorted(pipeline_env)), env_values, max_size=2))
+            step_envs[node["name"]] = {**draw(st.dictionaries(keys, env_values, max_size=3)), **overrides}
+            node["environment"] = step_envs[node["name"]]
+    return dag, pipeline_env, step_envs
+
+
+@pytest.mark.requirement("ENV-1", "ENV-2", "ENV-3")
+@given(case=environment_cases())
+def test_environment_reaches_each_step_exactly(fut, case):
+    dag, pipeline_env, step_envs = case
+    all_keys = sorted({*pipeline_env, *(k for env in step_envs.values() for k in env)})
+    for node in dag["nodes"]:
+        node["spec"]["env_keys"] = all_keys
+    obs = fut.run(fut.compile_dag(dag, environment=pipeline_env))
+    for node in dag["nodes"]:
+        name = node["name"]
+        if not obs.executed(name):
+            raise violation("ENV-2", f"step {name!r} never ran", status=obs.steps.get(name) and obs.steps[name].status.value,
+                            reason=obs.steps.get(name) and obs.steps[name].reason)
+        record = obs.starts[name][0]
+        if record["env_run_id"] is None:
+            raise violation("ENV-1", f"step {name!r} has no run-ID variable {fut.flavor.run_id_env_var}")
+        expected = {key: None for key in all_keys}
+        expected.update(pipeline_env)
+        expected.update(step_envs.get(name, {}))
+        for key in all_keys:
+            seen = record["env"].get(key)
+            if seen != expected[key]:
+                source = "step" if key in step_envs.get(name, {}) else "pipeline" if key in pipeline_env else "another step"
+                requirement = "ENV-3" if source in ("step", "another step") else "ENV-2"
+                raise violation(requirement, f"step {name!r}: variable {key} (set at {source} level) arrived wrong",
+                                expected=repr(expected[key]), seen=repr(seen))
+
+
+@pytest.mark.requirement("ENV-4")
+@pytest.mark.parametrize(
+    "environment",
+    [{"1BAD": "x"}, {"WITH-DASH": "x"}, {"ORCAKIT_LOCAL_RUN_ID": "forged"}, {"OK": "nul\x00byte"}, {"OK": 3}, {"": "x"}],
+    ids=["leading-digit", "dash", "reserved-prefix", "nul-value", "non-str", "empty-key"],
+)
+def test_unportable_environment_is_refused_at_compile_time(fut, environment):
+    try:
+        fut.compile_dag({"nodes": [{"name": "s", "upstream": [], "spec": {}}]}, environment=environment)
+    except PipelineDefinitionError as exc:
+        if not any(str(key) in str(exc) for key in environment):
+            raise violation("ENV-4", "the error does not name the offending key", error=str(exc))
+        return
+    raise violation("ENV-4", f"environment {environment!r} was accepted")

@@ -1,0 +1,66 @@
+"""ORDER-*: dependencies are respected, every step runs once, outputs reach the right inputs."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+
+from orcakit.conformance.harness import violation
+from orcakit.conformance.plugin import unsupported
+from orcakit.conformance.strategies import dags
+
+
+@pytest.mark.requirement("ORDER-1", "ORDER-2", "ORDER-3", "STATUS-3", "ART-1")
+@given(dag=dags(max_nodes=7))
+def test_dag_runs_in_dependency_order_with_data_flowing(fut, dag):
+    for node in dag["nodes"]:
+        node["spec"]["sleep"] = 0.05
+    obs = fut.run(fut.compile_dag(dag))
+    for node in dag["nodes"]:
+        name = node["name"]
+        starts = obs.starts.get(name, [])
+        step = obs.steps.get(name)
+        if not starts and step is not None and "ArtifactNotFoundError" in (step.reason or ""):
+            raise violation("ORDER-1", f"step {name!r} started before its upstream steps completed: their outputs were not there yet",
+                            reason=step.reason, dag=dag)
+        if len(starts) != 1 or len(obs.ends.get(name, [])) != 1:
+            raise violation("ORDER-2", f"step {name!r} executed {len(starts)} times (expected exactly once)",
+                            dag=dag, attempts=[r["attempt"] for r in starts])
+        record = starts[0]
+        early = [up for up, done in record["upstream_done"].items() if not done]
+        if early:
+            raise violation("ORDER-1", f"step {name!r} started before its upstream step(s) {early} completed", dag=dag)
+        for up in node["upstream"]:
+            token = obs.ends[up][0]["token"]
+            if record["inputs"].get(f"in_{up}") != token:
+                raise violation("ORDER-3", f"step {name!r} did not receive the output of {up!r}",
+                                expected=token, received=record["inputs"].get(f"in_{up}"), dag=dag)
+        if step is None or step.status.value != "completed":
+            raise violation("STATUS-3", f"step {name!r} ran to the end but is recorded {step and step.status.value}")
+        if obs.outputs.get(name, {}).get("token") != obs.ends[name][0]["token"]:
+            raise violation("ART-1", f"the output of completed step {name!r} is not readable from the artifact store",
+                            read=obs.outputs.get(name))
+    if obs.run.status.value != "completed":
+        raise violation("STATUS-3", f"all steps completed but the run is {obs.run.status.value}", reason=obs.run.reason)
+    partial = [key for key in fut.artifact_store().list("") if key.endswith(".partial")]
+    if partial:
+        raise violation("ART-1", "partially written artifacts are visible in the artifact store", keys=partial[:5])
+
+
+@pytest.mark.requirement("ORDER-4", "CAP-2")
+def test_independent_steps_run_concurrently(fut, capabilities):
+    if not capabilities.parallel_steps:
+        unsupported("parallel_steps is not declared")
+    width = 3
+    dag = {"nodes": [{"name": f"w{i}", "upstream": [], "spec": {"sleep": 1.5}} for i in range(width)]}
+    obs = fut.run(fut.compile_dag(dag))
+    intervals = []
+    for node in dag["nodes"]:
+        if not obs.starts.get(node["name"]) or not obs.ends.get(node["name"]):
+            raise violation("ORDER-4", f"step {node['name']!r} did not complete", status=obs.run.status.value)
+        intervals.append((obs.starts[node["name"]][0]["time"], obs.ends[node["name"]][0]["time"]))
+    latest_start = max(start for start, _ in intervals)
+    earliest_end = min(end for _, end in intervals)
+    if latest_start >= earliest_end:
+        raise violation("ORDER-4", f"{width} independent steps that each sleep 1.5 s did not overlap "
+                        "although parallel_steps is declared", intervals=intervals)

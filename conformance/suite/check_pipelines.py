@@ -1,0 +1,127 @@
+"""SCHED-* and DYN-*: schedules and dynamic pipelines, declared or cleanly refused."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orcakit import Schedule, UnsupportedFeatureError
+from orcakit.conformance.harness import chain, violation
+from orcakit.conformance.plugin import unsupported
+
+SCHEDULES = {
+    "cron": lambda: Schedule(cron_expression="0 3 * * *"),
+    "interval": lambda: Schedule(start_time=datetime.now(timezone.utc) + timedelta(days=1), interval_second=timedelta(hours=1)),
+    "run_once": lambda: Schedule(run_once_start_time=datetime.now(timezone.utc) + timedelta(days=1)),
+}
+
+
+def assert_nothing_ran(fut, snapshot, requirement: str) -> None:
+    if fut.artifact_store().list(f"probes/{snapshot.snapshot_id}/"):
+        raise violation(requirement, "a step ran although the submission was refused")
+
+
+@pytest.mark.requirement("SCHED-2", "CAP-2")
+@pytest.mark.parametrize("kind", sorted(SCHEDULES))
+def test_undeclared_schedule_kind_is_refused(fut, capabilities, kind):
+    if kind in capabilities.schedules:
+        unsupported(f"{kind} schedules are declared (see SCHED-1)")
+    snapshot = fut.compile_dag(chain(1)).model_copy(update={"schedule": SCHEDULES[kind]()})
+    try:
+        fut.run(snapshot, requirement="SCHED-2")
+    except UnsupportedFeatureError as exc:
+        if exc.feature != "schedule":
+            raise violation("SCHED-2", f"refused with feature {exc.feature!r}, expected 'schedule'")
+        assert_nothing_ran(fut, snapshot, "SCHED-2")
+        return
+    raise violation("SCHED-2", f"a {kind} schedule was accepted although the flavor does not declare it")
+
+
+@pytest.mark.requirement("SCHED-1", "CAP-2")
+@pytest.mark.parametrize("kind", sorted(SCHEDULES))
+def test_declared_schedules_are_created_listed_updated_and_deleted(fut, capabilities, kind):
+    if kind not in capabilities.schedules:
+        unsupported(f"{kind} schedules are not declared")
+    orchestrator = fut.orchestrator()
+    snapshot = fut.compile_dag(chain(1)).model_copy(update={"schedule": SCHEDULES[kind]()})
+    obs_run = orchestrator.run(snapshot)
+    schedule_id = (obs_run.metadata if obs_run else {}).get("schedule_id")
+    if not schedule_id:
+        raise violation("SCHED-1", "submitting a scheduled pipeline returned no schedule_id in SubmissionResult.metadata")
+    try:
+        if schedule_id not in orchestrator.list_schedules():
+            raise violation("SCHED-1", f"schedule {schedule_id!r} is not listed after creation")
+        orchestrator.update_schedule(schedule_id, snapshot)
+        if schedule_id not in orchestrator.list_schedules():
+            raise violation("SCHED-1", f"schedule {schedule_id!r} disappeared after an update")
+    finally:
+        orchestrator.delete_schedule(schedule_id)
+    if schedule_id in orchestrator.list_schedules():
+        raise violation("SCHED-1", f"schedule {schedule_id!r} is still listed after deletion")
+
+
+@pytest.mark.requirement("SCHED-3")
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"cron_expression": "not cron"}, {"cron_expression": "0 3 * * *", "run_once_start_time": datetime(2030, 1, 1)},
+     {"interval_second": timedelta(hours=1)}, {"start_time": datetime(2030, 1, 1), "interval_second": timedelta(0)}],
+    ids=["nothing", "bad-cron", "two-kinds", "interval-without-start", "zero-interval"],
+)
+def test_invalid_schedules_are_refused(values):
+    try:
+        Schedule(**values)
+    except ValueError:
+        return
+    raise violation("SCHED-3", f"Schedule({values}) was accepted")
+
+
+@pytest.mark.requirement("SCHED-3")
+def test_naive_schedule_times_are_read_as_utc():
+    schedule = Schedule(run_once_start_time=datetime(2030, 1, 1, 12, 0))
+    if schedule.run_once_start_time.utcoffset() != timedelta(0):
+        raise violation("SCHED-3", "a naive run_once_start_time was not read as UTC", value=str(schedule.run_once_start_time))
+
+
+@pytest.mark.requirement("DYN-1", "RUNID-5", "RUNID-1")
+@given(width=st.integers(1, 3))
+def test_dynamic_pipeline_runs_its_runtime_dag_under_one_run_id(fut, capabilities, width):
+    if not capabilities.dynamic_pipelines:
+        unsupported("dynamic_pipelines is not declared")
+    obs = fut.run(fut.compile_dynamic(width, env_keys=[]))
+    expected = ["root", *(f"child_{i}" for i in range(width)), "join"]
+    missing = [name for name in expected if not obs.executed(name)]
+    if missing:
+        raise violation("DYN-1", f"dynamic steps {missing} did not run", run=obs.run.status.value, reason=obs.run.reason,
+                        steps={k: (v.status.value, v.reason) for k, v in obs.steps.items()})
+    ids = obs.run_ids()
+    if len(ids) != 1:
+        raise violation("RUNID-1", "steps of one dynamic run saw different run IDs", run_ids=sorted(ids))
+    # The orchestration environment attached the run with its own get_orchestrator_run_id();
+    # the record must carry the ID every step saw (a restarted environment re-derives it the same way).
+    if obs.run.orchestrator_run_id not in ids:
+        raise violation("RUNID-5", "the orchestration environment's run ID differs from the steps'",
+                        orchestration=obs.run.orchestrator_run_id, steps=sorted(ids))
+    join = obs.starts["join"][0]
+    for i in range(width):
+        if join["inputs"].get(f"in_child_{i}") != obs.ends[f"child_{i}"][0]["token"]:
+            raise violation("DYN-1", f"the join step did not receive child_{i}'s output")
+    if obs.run.status.value != "completed":
+        raise violation("DYN-1", f"the dynamic run ended {obs.run.status.value}", reason=obs.run.reason)
+
+
+@pytest.mark.requirement("DYN-2", "CAP-2")
+def test_undeclared_dynamic_pipelines_are_refused(fut, capabilities):
+    if capabilities.dynamic_pipelines:
+        unsupported("dynamic_pipelines is declared (see DYN-1)")
+    snapshot = fut.compile_dynamic(1, env_keys=[])
+    try:
+        fut.run(snapshot, requirement="DYN-2")
+    except UnsupportedFeatureError as exc:
+        if exc.feature != "dynamic_pipelines":
+            raise violation("DYN-2", f"refused with feature {exc.feature!r}, expected 'dynamic_pipelines'")
+        assert_nothing_ran(fut, snapshot, "DYN-2")
+        return
+    raise violation("DYN-2", "a dynamic pipeline was accepted although the flavor does not declare dynamic_pipelines")

@@ -1,0 +1,119 @@
+"""RUNID-*: one run ID per run, shared by every step, unique across runs, bounded in length."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orcakit import MAX_RUN_ID_LENGTH
+from orcakit.conformance.harness import chain, violation
+from orcakit.conformance.strategies import dags
+
+
+def assert_one_run_id(obs, requirement: str = "RUNID-1") -> str:
+    seen = {step: [r["run_id"] for r in records] for step, records in obs.starts.items()}
+    ids = {run_id for values in seen.values() for run_id in values}
+    if len(ids) != 1:
+        raise violation(requirement, "steps of one run saw different run IDs from get_orchestrator_run_id()",
+                        per_step=seen, dag=obs.snapshot.topological_order())
+    (run_id,) = ids
+    for step, records in obs.starts.items():
+        for record in records:
+            if record["env_run_id"] != run_id:
+                raise violation("ENV-1", f"step {step!r}: the flavor's run-ID variable does not carry the run ID",
+                                variable=obs.snapshot.stack.orchestrator.flavor, seen=record["env_run_id"], run_id=run_id)
+    if obs.run.orchestrator_run_id != run_id:
+        raise violation(requirement, "the run record's orchestrator_run_id differs from what steps saw",
+                        record=obs.run.orchestrator_run_id, steps=run_id)
+    return run_id
+
+
+def assert_one_run(obs) -> None:
+    if len(obs.runs_for_snapshot) != 1:
+        raise violation("STORE-1", f"one submission produced {len(obs.runs_for_snapshot)} run records",
+                        run_ids=[r.orchestrator_run_id for r in obs.runs_for_snapshot])
+
+
+@pytest.mark.requirement("RUNID-1", "ENV-1", "STORE-1")
+@given(dag=dags(max_nodes=6))
+def test_every_step_of_a_run_sees_the_same_run_id(fut, dag):
+    obs = fut.run(fut.compile_dag(dag))
+    missing = [node["name"] for node in dag["nodes"] if not obs.executed(node["name"])]
+    if missing:
+        raise violation("RUNID-1", f"steps {missing} never ran", statuses={k: v.status.value for k, v in obs.steps.items()})
+    assert_one_run(obs)
+    assert_one_run_id(obs)
+
+
+@pytest.mark.requirement("RUNID-1", "STORE-1")
+def test_parallel_first_steps_converge_on_one_run(fut):
+    """Six independent roots race to create the run; all must land in the same one."""
+    dag = {"nodes": [{"name": f"root{i}", "upstream": [], "spec": {}} for i in range(6)]}
+    obs = fut.run(fut.compile_dag(dag))
+    assert_one_run(obs)
+    assert_one_run_id(obs)
+
+
+@pytest.mark.requirement("RUNID-2")
+@given(runs=st.integers(min_value=2, max_value=4))
+def test_concurrent_runs_get_different_run_ids(fut, runs):
+    """Several pipelines submitted at once: every run its own ID."""
+    snapshots = [fut.compile_dag(chain(2)) for _ in range(runs)]
+    results: list = [None] * runs
+    errors: list = []
+
+    def submit(index: int) -> None:
+        try:
+            results[index] = fut.run(snapshots[index])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(runs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    ids = [assert_one_run_id(obs) for obs in results]
+    if len(set(ids)) != runs:
+        raise violation("RUNID-2", f"{runs} concurrent runs did not get {runs} distinct run IDs", run_ids=ids)
+
+
+@pytest.mark.requirement("RUNID-2")
+def test_runs_of_one_snapshot_in_quick_succession_get_different_run_ids(fut):
+    """One snapshot run again and again (what a schedule does): each run its own ID and record."""
+    snapshot = fut.compile_dag(chain(1))
+    runs = 3
+    ids = [assert_one_run_id(fut.run(snapshot, only_this_run=True)) for _ in range(runs)]
+    if len(set(ids)) != runs:
+        raise violation("RUNID-2", "runs started one right after another reused a run ID", run_ids=ids)
+    store = fut.run_store()
+    try:
+        records = store.list_runs(limit=100, snapshot_id=snapshot.snapshot_id)
+    finally:
+        store.close()
+    if len(records) != runs:
+        raise violation("RUNID-2", f"{runs} runs of one snapshot left {len(records)} run records (runs collided)",
+                        run_ids=[r.orchestrator_run_id for r in records])
+
+
+@pytest.mark.requirement("RUNID-3")
+@given(pipeline_length=st.integers(min_value=1, max_value=240), step_length=st.integers(min_value=1, max_value=190))
+def test_run_id_fits_the_limit_whatever_the_names(fut, pipeline_length, step_length):
+    step_name = ("s" * step_length)
+    dag = {"nodes": [{"name": step_name, "upstream": [], "spec": {}}]}
+    obs = fut.run(fut.compile_dag(dag, name="p" * pipeline_length))
+    run_ids = obs.run_ids()
+    if not run_ids:
+        raise violation("RUNID-3", "the step did not run", status=obs.run.status.value, reason=obs.run.reason)
+    for run_id in run_ids:
+        if not isinstance(run_id, str) or not run_id or len(run_id) > MAX_RUN_ID_LENGTH:
+            raise violation("RUNID-3", f"run ID of {len(run_id or '')} characters (limit {MAX_RUN_ID_LENGTH})",
+                            pipeline_name_length=pipeline_length, step_name_length=step_length, run_id=run_id)
+    if obs.run.status.value != "completed":
+        raise violation("RUNID-3", "a run with long names did not complete", reason=obs.run.reason,
+                        steps={k: (v.status.value, v.reason) for k, v in obs.steps.items()})
