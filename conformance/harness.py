@@ -139,6 +139,15 @@ class FlavorUnderTest:
     def artifact_store(self) -> ArtifactStore:
         return open_artifact_store(self.artifact_store_uri, self.artifact_store_options)
 
+    def check_stores(self) -> None:
+        """The stores must work before a flavor can be judged: if they do not, that is an
+        environment fault (outcome *error*), not the flavor's."""
+        try:
+            self.run_store().close()
+            self.artifact_store().list("snapshots/")
+        except Exception as exc:
+            raise HarnessError(f"the conformance stores are not usable ({exc}); fix --conformance-run-store / --conformance-artifact-store") from exc
+
     # -- running -----------------------------------------------------------------------------
 
     def compile_dag(self, dag: dict, *, environment: dict[str, str] | None = None, mode: ExecutionMode | None = None,
@@ -159,6 +168,7 @@ class FlavorUnderTest:
         While the run is under way, the run store is polled and every status each record went
         through is kept (``RunObservation.history``). ``during(watch)`` runs in the calling
         thread while the run is under way (e.g. to stop it)."""
+        self.check_stores()
         started = time.monotonic()
         outcome: dict[str, Any] = {}
         watch = StatusWatch(self.run_store_url, snapshot.snapshot_id)
@@ -286,26 +296,3 @@ class StatusWatch:
 def chain(n: int, **spec: Any) -> dict:
     """A DAG description: ``n`` probes in a line."""
     return {"nodes": [{"name": f"s{i}", "upstream": [f"s{i - 1}"] if i else [], "spec": dict(spec)} for i in range(n)]}
-
-
-def nodes_by_name(dag: dict) -> dict[str, dict]:
-    return {node["name"]: node for node in dag["nodes"]}
-
-
-def downstream(dag: dict, name: str) -> set[str]:
-    children: dict[str, list[str]] = {node["name"]: [] for node in dag["nodes"]}
-    for node in dag["nodes"]:
-        for up in node.get("upstream", []):
-            children[up].append(node["name"])
-    seen: set[str] = set()
-    stack = list(children[name])
-    while stack:
-        current = stack.pop()
-        if current not in seen:
-            seen.add(current)
-            stack.extend(children[current])
-    return seen
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

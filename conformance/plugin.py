@@ -182,7 +182,11 @@ def pytest_configure(config: pytest.Config) -> None:
     except OrcakitError as exc:
         raise pytest.UsageError(f"--flavor={name}: {exc}") from None
     command = ["pytest", f"--flavor={name}"]
-    command += [f"--flavor-option={item}" for item in config.getoption("flavor_option")]
+    from .report import redact
+
+    for item in config.getoption("flavor_option"):  # secret values never reach reports (SEC-1)
+        key, _, value = item.partition("=")
+        command.append(f"--flavor-option={key}={redact(value, key)}")
     if config.getoption("flavor_config"):
         command.append(f"--flavor-config={config.getoption('flavor_config')}")
     command.append(f"--conformance-profile={profile}")

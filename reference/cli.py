@@ -1076,3 +1076,70 @@ def runs_stop(run_id: str, stack_name: str | None, timeout: float) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# -- certify ---------------------------------------------------------------------------------
+
+
+@cli.group(invoke_without_command=True, context_settings={"ignore_unknown_options": True})
+@click.option("--flavor", "flavor_name", help="flavor to certify: a registered flavor, 'module:Class' or an orchestrator name")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="certification", show_default=True,
+              help="where the certification bundle is written")
+@click.option("--flavor-option", "flavor_options", multiple=True, metavar="KEY=VALUE", help="flavor config value (repeatable)")
+@click.option("--flavor-config", type=click.Path(dir_okay=False, exists=True), help="flavor config file (YAML or JSON)")
+@click.pass_context
+def certify(ctx: click.Context, flavor_name: str | None, out_dir: str, flavor_options: tuple[str, ...], flavor_config: str | None) -> None:
+    """Certify a flavor: run the whole conformance suite with --certify and write the bundle
+    (report.json, junit.xml, report.html) to --out. `orcakit certify verify DIR` checks a bundle."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not flavor_name:
+        raise click.UsageError("--flavor is required (or use `orcakit certify verify DIR`)")
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    out = Path(out_dir).resolve()
+    command = [sys.executable, "-m", "pytest", f"--flavor={flavor_name}", "--certify", f"--report-dir={out}", "-p", "no:cacheprovider"]
+    command += [f"--flavor-option={option}" for option in flavor_options]
+    if flavor_config:
+        command.append(f"--flavor-config={Path(flavor_config).resolve()}")
+    with tempfile.TemporaryDirectory(prefix="orcakit-certify-") as empty:
+        # An empty folder: the suite is collected from the installed plugin, nothing else.
+        code = subprocess.call(command, cwd=empty)
+    from orcakit.conformance.report import verify_bundle
+
+    certifies, problems = verify_bundle(out)
+    _print_verification(out, certifies, problems)
+    ctx.exit(0 if certifies and code == 0 else 1)
+
+
+@certify.command("verify")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+def certify_verify(directory: str) -> None:
+    """Check that a certification bundle is complete and consistent, and whether it certifies."""
+    from pathlib import Path
+
+    from orcakit.conformance.report import verify_bundle
+
+    certifies, problems = verify_bundle(Path(directory))
+    _print_verification(Path(directory), certifies, problems)
+    raise SystemExit(0 if certifies else 1)
+
+
+def _print_verification(directory: Any, certifies: bool, problems: list[str]) -> None:
+    import json
+
+    out = console()
+    report_path = directory / "report.json"
+    if report_path.is_file() and not problems:
+        report = json.loads(report_path.read_text())
+        flavor = report["flavor"]
+        out.print(f"bundle {directory}: flavor {_esc(flavor['name'])} {_esc(flavor['version'])}, spec {report['spec_version']}, "
+                  f"profile {report['run']['profile']}, seed {report['run']['seed']}")
+        for reason in report["verdict"]["reasons"]:
+            out.print(f"  - {_esc(reason)}")
+    for problem in problems:
+        out.print(f"[red]  problem: {_esc(problem)}[/red]")
+    out.print("[bold green]CERTIFIES[/bold green]" if certifies else "[bold red]does not certify[/bold red]")

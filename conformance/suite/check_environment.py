@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from orcakit import PipelineDefinitionError
@@ -30,10 +32,22 @@ def environment_cases(draw):
     return dag, pipeline_env, step_envs
 
 
+HOSTILE_CASE = (
+    {"nodes": [
+        {"name": "a", "upstream": [], "spec": {}, "environment": {"CK_STEP_A": "only a", "CK_SHARED": "a's own"}},
+        {"name": "b", "upstream": ["a"], "spec": {}, "environment": {"CK_STEP_B": "it's \"quoted\" $HOME\nnext  line"}},
+        {"name": "c", "upstream": [], "spec": {}},
+    ]},
+    {"CK_SHARED": "pipeline  value = 'x' $(id) ümlaut", "CK_EMPTY": "", "CK_SPACES": "  padded  "},
+    {"a": {"CK_STEP_A": "only a", "CK_SHARED": "a's own"}, "b": {"CK_STEP_B": "it's \"quoted\" $HOME\nnext  line"}},
+)
+
+
 @pytest.mark.requirement("ENV-1", "ENV-2", "ENV-3")
 @given(case=environment_cases())
+@example(case=HOSTILE_CASE)
 def test_environment_reaches_each_step_exactly(fut, case):
-    dag, pipeline_env, step_envs = case
+    dag, pipeline_env, step_envs = copy.deepcopy(case)
     all_keys = sorted({*pipeline_env, *(k for env in step_envs.values() for k in env)})
     for node in dag["nodes"]:
         node["spec"]["env_keys"] = all_keys

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from orcakit import ExecutionMode, ResourceSupport
-from orcakit.conformance.harness import downstream, violation
+from orcakit.conformance.harness import violation
 from orcakit.conformance.plugin import unsupported
 from orcakit.conformance.strategies import dags
 
@@ -23,7 +25,7 @@ def assert_terminal(obs, requirement: str = "STATUS-2") -> None:
 
 
 def check_downstream_skipped(obs, dag, failing: str) -> None:
-    for name in downstream(dag, failing):
+    for name in obs.snapshot.downstream_of(failing):
         if obs.executed(name):
             raise violation("FAIL-1", f"step {name!r} is downstream of failed step {failing!r} but was executed", dag=dag)
         status = obs.steps[name].status.value if name in obs.steps else None
@@ -41,8 +43,11 @@ def failure_cases(draw):
 
 @pytest.mark.requirement("FAIL-1", "FAIL-5", "STATUS-2", "STATUS-3")
 @given(case=failure_cases())
+@example(case=({"nodes": [{"name": "f", "upstream": [], "spec": {}}, {"name": "d1", "upstream": ["f"], "spec": {}},
+                          {"name": "d2", "upstream": ["d1"], "spec": {}}, {"name": "free", "upstream": [], "spec": {}}]},
+               "f", ExecutionMode.CONTINUE_ON_FAILURE))
 def test_failure_skips_everything_downstream(fut, case):
-    dag, failing, mode = case
+    dag, failing, mode = copy.deepcopy(case)
     for node in dag["nodes"]:
         if node["name"] == failing:
             node["spec"]["fail_attempts"] = [-1]
@@ -57,7 +62,7 @@ def test_failure_skips_everything_downstream(fut, case):
     if mode is ExecutionMode.CONTINUE_ON_FAILURE:
         for node in dag["nodes"]:
             name = node["name"]
-            if name != failing and name not in downstream(dag, failing):
+            if name != failing and name not in obs.snapshot.downstream_of(failing):
                 if not obs.executed(name) or obs.steps[name].status.value != "completed":
                     raise violation("FAIL-4", f"CONTINUE_ON_FAILURE: step {name!r}, not downstream of the failure, did not complete",
                                     status=obs.steps.get(name) and obs.steps[name].status.value, dag=dag)
@@ -75,6 +80,8 @@ def mode_dag(chain_length: int, fail_children: int) -> dict:
 
 @pytest.mark.requirement("FAIL-2", "FAIL-3", "FAIL-4", "FAIL-1", "STATUS-3")
 @given(mode=st.sampled_from(list(ExecutionMode)), chain_length=st.integers(1, 2), fail_children=st.integers(0, 2))
+@example(mode=ExecutionMode.FAIL_FAST, chain_length=1, fail_children=1)
+@example(mode=ExecutionMode.STOP_ON_FAILURE, chain_length=1, fail_children=1)
 def test_execution_mode_decides_what_runs_after_a_failure(fut, capabilities, mode, chain_length, fail_children):
     if mode not in capabilities.execution_modes:
         unsupported(f"execution mode {mode.name} is not declared")

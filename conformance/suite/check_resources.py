@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 
 from orcakit import ResourceSettings, ResourceSupport, ResourcesIgnoredWarning, UnsupportedFeatureError
 from orcakit.capabilities import RESOURCE_KINDS
@@ -37,6 +37,7 @@ def test_every_resource_kind_is_declared(capabilities):
 
 @pytest.mark.requirement("RES-2")
 @given(cpu=cpu_counts)
+@example(cpu=0.5)
 def test_cpu_limit_inside_the_step_equals_the_request(fut, capabilities, cpu):
     if capabilities.cpu is not ResourceSupport.ENFORCED:
         unsupported(f"cpu is {capabilities.cpu.value}, not enforced")
@@ -47,6 +48,8 @@ def test_cpu_limit_inside_the_step_equals_the_request(fut, capabilities, cpu):
 
 @pytest.mark.requirement("RES-3")
 @given(memory=memory_strings())
+@example(memory="300MB")
+@example(memory="300MiB")
 def test_memory_limit_inside_the_step_equals_the_request(fut, capabilities, memory):
     if capabilities.memory is not ResourceSupport.ENFORCED:
         unsupported(f"memory is {capabilities.memory.value}, not enforced")

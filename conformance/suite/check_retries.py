@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from orcakit import StepRetryConfig
@@ -23,6 +23,8 @@ def retry_cases(draw):
 
 @pytest.mark.requirement("RETRY-1", "RETRY-2", "RETRY-3", "STATUS-3")
 @given(case=retry_cases())
+@example(case=(StepRetryConfig(max_retries=2, delay=0.2, backoff=2.0), None))
+@example(case=(StepRetryConfig(max_retries=2), 2))
 def test_retries_follow_the_retry_config(fut, case):
     retry, succeeds_on = case
     fail = [-1] if succeeds_on is None else list(range(1, succeeds_on))
