@@ -10,7 +10,6 @@ the *error* outcome so that nobody mistakes a broken CI machine for a broken fla
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import threading
 import time

@@ -9,32 +9,16 @@ import html
 import json
 import os
 import platform
-import re
 import socket
 import sys
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+
+from orcakit.redaction import REDACTED, redact  # noqa: F401 (re-exported for the checks)
 
 SCHEMA_VERSION = 1
 OUTCOMES = ("passed", "failed", "unsupported", "disabled", "error")
-_SECRET_KEY = re.compile(r"pass(word)?|secret|token|key|credential|auth", re.I)
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@/\s]+)@", re.I)
-REDACTED = "***"
-
-
-def redact(value: Any, key: str = "") -> Any:
-    """``value`` with anything that looks like a secret replaced (SPEC SEC-1)."""
-    if key and _SECRET_KEY.search(key):
-        return REDACTED
-    if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", value)
-    return value
 
 
 def _aggregate(outcomes: list[str]) -> str:

@@ -100,23 +100,37 @@ def create(host: CgroupHost, name: str, cpu_count: float | None, memory_bytes: i
     group = StepCgroup(host, re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:200])
     for directory in group.dirs():
         directory.mkdir(exist_ok=True)
-    quota = None if cpu_count is None else max(1000, round(cpu_count * CFS_PERIOD_US))
+    quota, period = cfs_quota(cpu_count) if cpu_count is not None else (None, CFS_PERIOD_US)
     if host.version == 2:
         leaf = group.dirs()[0]
         if quota is not None:
-            (leaf / "cpu.max").write_text(f"{quota} {CFS_PERIOD_US}")
+            (leaf / "cpu.max").write_text(f"{quota} {period}")
         if memory_bytes is not None:
             (leaf / "memory.max").write_text(str(memory_bytes))
             _try_write(leaf / "memory.swap.max", "0")
     else:
         cpu_dir, memory_dir = group.dirs()
         if quota is not None:
-            (cpu_dir / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+            (cpu_dir / "cpu.cfs_period_us").write_text(str(period))
             (cpu_dir / "cpu.cfs_quota_us").write_text(str(quota))
         if memory_bytes is not None:
             (memory_dir / "memory.limit_in_bytes").write_text(str(memory_bytes))
             _try_write(memory_dir / "memory.memsw.limit_in_bytes", str(memory_bytes))
     return group
+
+
+#: The kernel's bounds: quota >= 1 ms, period <= 1 s. So the finest enforceable request is
+#: 0.001 CPU, with a 1 s period; anything finer is refused rather than silently rounded up.
+MIN_QUOTA_US, MAX_PERIOD_US = 1000, 1_000_000
+MIN_CPU = MIN_QUOTA_US / MAX_PERIOD_US
+
+
+def cfs_quota(cpu_count: float) -> tuple[int, int]:
+    """``(quota, period)`` in microseconds for ``cpu_count`` CPUs."""
+    if cpu_count < MIN_CPU:
+        raise ValueError(f"cpu_count={cpu_count} is below {MIN_CPU}, the smallest CPU share the kernel can enforce")
+    period = CFS_PERIOD_US if cpu_count * CFS_PERIOD_US >= MIN_QUOTA_US else MAX_PERIOD_US
+    return round(cpu_count * period), period
 
 
 def _try_write(path: Path, value: str) -> None:

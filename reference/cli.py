@@ -1056,6 +1056,11 @@ def runs_stop(run_id: str, stack_name: str | None, timeout: float) -> None:
             f"run {record.id} has no backend run ID yet (status {record.status.value}), so there is nothing to stop on the backend",
             fix="retry once its first step started",
         )
+    # Ask through the run store first: the process that schedules the run may be another one
+    # (the local flavor's scheduler polls for STOPPING); then through the backend.
+    from orcakit import ExecutionStatus
+
+    store.set_run_status(record.id, ExecutionStatus.STOPPING)
     orchestrator_obj.stop_run(record.orchestrator_run_id)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

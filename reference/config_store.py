@@ -7,9 +7,7 @@ A fresh home has one orchestrator, ``default`` (flavor ``local``), and one activ
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import tempfile
 import typing
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from orcakit.redaction import REDACTED, is_secret_key, redact  # noqa: F401 (re-exported)
 from orcakit import ComponentSpec, ConfigurationError, StackSpec, load_flavor
 
 
@@ -170,29 +169,8 @@ class ConfigStore:
 
 # -- describing what is stored (for the CLI) ------------------------------------------------------
 
-#: A config key containing one of these is treated as secret: shown redacted, never printed.
-SECRET_KEY_MARKERS = ("password", "secret", "token", "key", "credential")
-REDACTED = "********"
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s]*:)(?P<password>[^@/\s]+)(?P<tail>@)")
-
-
-def is_secret_key(key: str) -> bool:
-    lowered = key.lower()
-    return any(marker in lowered for marker in SECRET_KEY_MARKERS)
-
-
-def redact_config(value: Any, key: str = "") -> Any:
-    """``value`` with secret-looking entries replaced by :data:`REDACTED`, recursively; URLs
-    with an embedded password (``scheme://user:pass@host``) keep everything but the password."""
-    if key and is_secret_key(key) and value not in (None, "", {}, []):
-        return REDACTED
-    if isinstance(value, dict):
-        return {k: redact_config(v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact_config(v) for v in value]
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}{m['tail']}", value)
-    return value
+# Secrets are defined once, in the contract (orcakit.redaction); the CLI imports them from here.
+redact_config = redact
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ class DagScheduler:
         self.on_progress = on_progress or (lambda step, status: None)
         self._events: queue.Queue = queue.Queue()
         self._stop_requested = threading.Event()
+        self._last_stop_poll = time.monotonic()
 
     def stop(self) -> None:
         self._stop_requested.set()
@@ -140,11 +141,13 @@ class DagScheduler:
                     launch(name)
             if not running and not retry_at:
                 break
-            timeout = max(0.0, min(retry_at.values()) - time.monotonic()) if retry_at else None
+            timeout = max(0.0, min(retry_at.values()) - time.monotonic()) if retry_at else self.STOP_POLL_INTERVAL
             try:
-                event = self._events.get(timeout=timeout)
+                event = self._events.get(timeout=min(timeout, self.STOP_POLL_INTERVAL))
             except queue.Empty:
                 continue
+            finally:
+                self._poll_stop_request()
             if event is None:
                 continue
             name, attempt, code, handle = event
@@ -175,6 +178,18 @@ class DagScheduler:
                 if name not in status:
                     self.on_progress(name, S.SKIPPED)
         return self.store.finalize_run(self.run_uuid, order, stopped=stopped)
+
+    #: How often the run store is asked whether someone (another process: `orcakit runs stop`)
+    #: moved the run to STOPPING.
+    STOP_POLL_INTERVAL = 0.5
+
+    def _poll_stop_request(self) -> None:
+        now = time.monotonic()
+        if now - self._last_stop_poll < self.STOP_POLL_INTERVAL:
+            return
+        self._last_stop_poll = now
+        if self.store.get_run(self.run_uuid).status in (S.STOPPING, S.CANCELLING):
+            self._stop_requested.set()
 
     def is_ready(self, name: str, status: dict[str, ExecutionStatus]) -> bool:
         """A step may start once every upstream step COMPLETED (ORDER-1)."""

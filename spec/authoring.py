@@ -49,8 +49,16 @@ def source_of(func: Callable) -> str:
 
 
 def _main_root() -> list[str]:
+    """The folder of the script run as ``__main__`` (where its steps are imported from) — not
+    when ``__main__`` is a console script such as ``orcakit`` or ``pytest`` in the environment's
+    bin folder, which holds no user code."""
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    return [os.path.dirname(os.path.abspath(main_file))] if main_file else []
+    if not main_file:
+        return []
+    folder = os.path.dirname(os.path.abspath(main_file))
+    if folder.startswith(os.path.abspath(sys.prefix) + os.sep) or "site-packages" in folder:
+        return []
+    return [folder]
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,14 @@ from pydantic import ValidationError
 from .capabilities import Capabilities
 from .errors import ConfigurationError, FlavorNotFoundError, FlavorRegistrationError
 from .orchestrator import BaseOrchestrator, BaseOrchestratorConfig
+from .redaction import is_secret_key
 
 #: Entry-point group third-party flavors register under (``pyproject.toml``:
 #: ``[project.entry-points."orcakit.flavors"] myorch = "mypkg.flavor:MyFlavor"``).
 FLAVOR_ENTRY_POINT_GROUP = "orcakit.flavors"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _ENV = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
 
 
 class Flavor:
@@ -86,6 +88,8 @@ class Flavor:
                     problems.append(f"unknown field {field!r} (known fields: {known})")
                 elif error["type"] == "missing":
                     problems.append(f"missing required field {field!r}")
+                elif is_secret_key(field):
+                    problems.append(f"field {field!r}: {error['msg']} (value not shown: it looks like a secret)")
                 else:
                     problems.append(f"field {field!r}: {error['msg']} (got {error.get('input')!r})")
             raise ConfigurationError(

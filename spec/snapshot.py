@@ -47,7 +47,7 @@ def validate_environment(env: dict[str, Any], where: str) -> dict[str, str]:
         if not isinstance(value, str):
             raise PipelineDefinitionError(
                 f"environment value of {key!r} in {where} is a {type(value).__name__}, not a str",
-                fix=f"pass str(value) explicitly, e.g. {key}={str(value)!r}",
+                fix="convert it yourself (e.g. str(value)), so that what the step sees is what you chose",
             )
         if "\x00" in value:
             raise PipelineDefinitionError(
@@ -55,6 +55,14 @@ def validate_environment(env: dict[str, Any], where: str) -> dict[str, str]:
                 why="no operating system can put a NUL byte into a process environment",
                 fix="encode the value (e.g. base64) and decode it inside the step",
             )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PipelineDefinitionError(
+                f"environment value of {key!r} in {where} is not valid Unicode text (it has a lone surrogate)",
+                why="process environments carry bytes; a lone surrogate has no UTF-8 encoding",
+                fix="pass the text as decoded str, or encode binary data (e.g. base64)",
+            ) from None
         checked[key] = value
     return checked
 

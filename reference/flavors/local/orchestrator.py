@@ -66,7 +66,7 @@ class LocalOrchestrator(BaseOrchestrator):
         return self._cgroups
 
     def submit_pipeline(self, snapshot, base_environment, step_environments, placeholder_run=None) -> SubmissionResult:
-        self._check_gpus(snapshot)
+        self._check_requests(snapshot)
         run_id = self.new_run_id(snapshot)
         store = RunStore(snapshot.stack.run_store)
         # The steps take over this submission's placeholder (its ID travels in the base
@@ -179,7 +179,7 @@ class LocalOrchestrator(BaseOrchestrator):
     def run_isolated_step(self, snapshot: PipelineSnapshot, step_name: str, environment: dict[str, str]) -> None:
         # Runs inside the orchestration environment, which carries the run-ID variable.
         spec = snapshot.steps[step_name]
-        self._check_gpus(snapshot)
+        self._check_requests(snapshot)
         env = {**os.environ, **environment, **self._gpu_env(spec), RUN_ID_ENV: self.get_orchestrator_run_id()}
         group = self.step_cgroup(snapshot, step_name, 1)
         log = str(self._log_dir(snapshot) / f"{step_name}.log")
@@ -224,9 +224,15 @@ class LocalOrchestrator(BaseOrchestrator):
             return {}
         return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(count))}
 
-    def _check_gpus(self, snapshot: PipelineSnapshot) -> None:
+    def _check_requests(self, snapshot: PipelineSnapshot) -> None:
+        """Refuse, before anything runs, what this machine cannot enforce exactly."""
         available = host_gpu_count()
         for spec in snapshot.steps.values():
+            if spec.resources.cpu_count is not None and spec.resources.cpu_count < cgroups.MIN_CPU:
+                raise SubmissionError(
+                    f"step {spec.name!r} requests cpu_count={spec.resources.cpu_count}, below {cgroups.MIN_CPU}, the finest CPU share the kernel enforces",
+                    fix=f"request at least {cgroups.MIN_CPU} CPU",
+                )
             if (spec.resources.gpu_count or 0) > available:
                 raise SubmissionError(
                     f"step {spec.name!r} requests gpu_count={spec.resources.gpu_count}, but this machine has {available} GPU(s)",
