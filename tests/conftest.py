@@ -1,0 +1,110 @@
+"""Shared fixtures of orcakit's own tests.
+
+- every test gets its own ``ORCAKIT_HOME`` (tests never touch ``~/.orcakit``);
+- step processes import ``tests.pipelines.*`` by module name, whatever the working directory:
+  the repository root is put on ``PYTHONPATH``, which the local flavor passes on to every step;
+- ``stack`` / ``make_stack``: a local-flavor StackSpec with a temporary artifact folder and a
+  temporary SQLite run store;
+- ``execute``: run a pipeline and return ``(run, steps)`` as the run store recorded them;
+- ``postgres_url``: the PostgreSQL URL of ``ORCAKIT_TEST_POSTGRES_URL``; tests that need it skip
+  without it, but fail when ``ORCAKIT_REQUIRE_POSTGRES=1`` (CI must not pass by skipping).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from orcakit import ComponentSpec, Pipeline, PipelineSnapshot, StackSpec
+from orcakit.reference.artifact_store import dematerialize, open_artifact_store, output_key
+from orcakit.reference.client import run_snapshot
+from orcakit.reference.run_store import RunRecord, RunStore, StepRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+# The test process itself imports tests.pipelines.* by the same name the steps will use.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def orcakit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "orcakit-home"
+    monkeypatch.setenv("ORCAKIT_HOME", str(home))
+    pythonpath = [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(dict.fromkeys(pythonpath)))
+    return home
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path) -> Callable[..., StackSpec]:
+    """``make_stack(**local_config)``: a local-flavor stack on temporary stores."""
+
+    def make(flavor: str = "local", run_store: str | None = None, **config: Any) -> StackSpec:
+        return StackSpec(
+            orchestrator=ComponentSpec(flavor=flavor, name=f"test-{flavor}", config=config),
+            artifact_store=str(tmp_path / "artifacts"),
+            run_store=run_store or f"sqlite:///{tmp_path / 'runs.db'}",
+        )
+
+    return make
+
+
+@pytest.fixture
+def stack(make_stack: Callable[..., StackSpec]) -> StackSpec:
+    return make_stack()
+
+
+class Executor:
+    """Runs pipelines on a stack and reads back what the stores recorded."""
+
+    def __call__(self, pipeline: Pipeline | PipelineSnapshot, *args: Any, stack: StackSpec, **kwargs: Any) -> tuple[RunRecord, dict[str, StepRecord]]:
+        snapshot = pipeline if isinstance(pipeline, PipelineSnapshot) else pipeline.compile(stack, *args, **kwargs)
+        run = run_snapshot(snapshot)
+        return run, self.steps(snapshot.stack, run.id)
+
+    @staticmethod
+    def store(stack: StackSpec) -> RunStore:
+        return RunStore(stack.run_store)
+
+    def steps(self, stack: StackSpec, run_id: str) -> dict[str, StepRecord]:
+        store = self.store(stack)
+        try:
+            return store.steps(run_id)
+        finally:
+            store.close()
+
+    @staticmethod
+    def output(stack: StackSpec, run: RunRecord, step_name: str) -> Any:
+        """A step's output, read from the artifact store as a downstream step would."""
+        artifacts = open_artifact_store(stack.artifact_store, stack.artifact_store_options)
+        return dematerialize(artifacts.get(output_key(run.id, step_name)))
+
+
+@pytest.fixture
+def execute() -> Executor:
+    """``run, steps = execute(pipeline, *args, stack=stack)``; ``execute.output(stack, run, step)``."""
+    return Executor()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("ORCAKIT_TEST_POSTGRES_URL")
+    if not url:
+        message = "PostgreSQL tests need ORCAKIT_TEST_POSTGRES_URL (e.g. postgresql+psycopg://orcakit:orcakit@127.0.0.1:5432/orcakit)"
+        if os.environ.get("ORCAKIT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"ORCAKIT_REQUIRE_POSTGRES=1 but: {message}", pytrace=False)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A run-store URL, once per backend: a fresh SQLite file, or the test PostgreSQL server
+    (shared between tests and reruns, so tests use unique snapshot IDs)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -1,0 +1,1 @@
+"""Pipelines the tests run (module level, so step processes can re-import them by name)."""
