@@ -19,9 +19,10 @@ class LocalOrchestratorConfig(BaseOrchestratorConfig):
     launcher: Literal["fork", "exec"] = Field(
         default="fork",
         description=(
-            "'fork': each step is a process forked from a per-run server that has already imported "
-            "orcakit (milliseconds per step); 'exec': each step is a fresh `python -m "
-            "orcakit.reference.entrypoint` process, exactly the command a container runs"
+            "'fork': each step is a process forked from a server that has already imported orcakit "
+            "(started once per client process and shared by its runs: milliseconds per step); "
+            "'exec': each step is a fresh `python -m orcakit.reference.entrypoint` process, exactly "
+            "the command a container runs"
         ),
     )
     python: str | None = Field(default=None, description="interpreter for step processes (default: this one)")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -35,6 +36,7 @@ class _Handle:
         self.group, self.memory = group, memory
         self.pid: int | None = None
         self.code: int | None = None
+        self.error: str | None = None  # why the step could not even start, if it could not
         self._started = threading.Event()
         self._done = threading.Event()
 
@@ -63,7 +65,7 @@ class _Handle:
                 os.kill(self.pid, signal.SIGKILL)
 
     def describe_exit(self, code: int) -> str:
-        return describe_exit(code, self.group, self.memory)
+        return self.error or describe_exit(code, self.group, self.memory)
 
     def cleanup(self) -> None:
         if self.group is not None:
@@ -71,12 +73,31 @@ class _Handle:
 
 
 class ForkServer:
-    """Client side of :mod:`.zygote`: one per run."""
+    """Client side of :mod:`.zygote`. One server per (interpreter, working folder) in a client
+    process, shared by all its runs: after the first run, a run costs no interpreter start."""
 
-    def __init__(self, python: str, artifact_store: str, snapshot_id: str, env: dict[str, str], cwd: str, log: Path) -> None:
+    _servers: dict[tuple[str, str], "ForkServer"] = {}
+    _servers_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, python: str, env: dict[str, str], cwd: str, log: Path) -> "ForkServer":
+        with cls._servers_lock:
+            server = cls._servers.get((python, cwd))
+            if server is None or server._dead:
+                server = cls._servers[(python, cwd)] = cls(python, env, cwd, log)
+            return server
+
+    @classmethod
+    def close_all(cls) -> None:
+        with cls._servers_lock:
+            servers, cls._servers = list(cls._servers.values()), {}
+        for server in servers:
+            server.close()
+
+    def __init__(self, python: str, env: dict[str, str], cwd: str, log: Path) -> None:
         self._log = open(log, "ab")
         self._proc = subprocess.Popen(
-            [python, "-m", "orcakit.reference.flavors.local.zygote", "--artifact-store", artifact_store, "--snapshot", snapshot_id],
+            [python, "-m", "orcakit.reference.flavors.local.zygote"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -91,7 +112,7 @@ class ForkServer:
         self._next_id = 0
         self._ready = threading.Event()
         self._dead = False
-        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read, daemon=True, name="orcakit-fork-server").start()
 
     def _read(self) -> None:
         for line in self._proc.stdout:
@@ -106,7 +127,9 @@ class ForkServer:
                 handle._set_pid(message["pid"])
             else:
                 self._handles.pop(message["id"], None)
-                handle._set_exit(message["exit"])
+                if "error" in message:
+                    handle.error = f"the fork server could not load the step: {message['error']}"
+                handle._set_exit(message.get("exit", 2))
         # The server is gone: nothing outstanding will ever report; fail those attempts.
         self._dead = True
         self._ready.set()
@@ -135,6 +158,9 @@ class ForkServer:
             pass
         self._proc.wait()
         self._log.close()
+
+
+atexit.register(ForkServer.close_all)
 
 
 def exec_step(argv: list[str], env: dict[str, str], cwd: str, log: str, group: cgroups.StepCgroup | None, memory: str | None) -> _Handle:

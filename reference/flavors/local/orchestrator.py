@@ -78,9 +78,7 @@ class LocalOrchestrator(BaseOrchestrator):
         client_env = dict(os.environ)
         cwd = os.getcwd()
         python = self.config.python or sys.executable
-        server = None
-        if self.config.launcher == "fork":
-            server = ForkServer(python, snapshot.stack.artifact_store, snapshot.snapshot_id, client_env, cwd, logs / "_fork_server.log")
+        server = ForkServer.shared(python, client_env, cwd, logs / "_fork_server.log") if self.config.launcher == "fork" else None
 
         def launch(step_name: str, attempt: int):
             spec = snapshot.steps[step_name]
@@ -88,7 +86,15 @@ class LocalOrchestrator(BaseOrchestrator):
             group = self.step_cgroup(snapshot, step_name, attempt)
             log = str(logs / f"{step_name}.log")
             if server is not None:
-                request = {"step": step_name, "env": env, "cwd": cwd, "log": log, "cgroups": group.procs_files() if group else []}
+                request = {
+                    "artifact_store": snapshot.stack.artifact_store,
+                    "snapshot": snapshot.snapshot_id,
+                    "step": step_name,
+                    "env": env,
+                    "cwd": cwd,
+                    "log": log,
+                    "cgroups": group.procs_files() if group else [],
+                }
                 return server.launch(request, group, spec.resources.memory)
             return exec_step(self.step_command(snapshot, step_name, python), env, cwd, log, group, spec.resources.memory)
 
@@ -105,8 +111,6 @@ class LocalOrchestrator(BaseOrchestrator):
                 outcome["error"] = exc
                 store.set_run_status(run_uuid, ExecutionStatus.FAILED, reason=f"scheduler error: {exc}")
             finally:
-                if server is not None:
-                    server.close()
                 self._active.pop(run_id, None)
                 done.set()
 

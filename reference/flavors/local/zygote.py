@@ -1,26 +1,31 @@
-"""The per-run fork server of the local flavor (``launcher="fork"``).
+"""The fork server of the local flavor (``launcher="fork"``).
 
-Python start-up and imports cost ~250 ms a process; a step should cost milliseconds. So each run
-starts one server that imports orcakit and loads the snapshot once, then forks a child per step
-attempt. Each child is a real OS process of its own: it sets its environment to exactly the
+Python start-up and imports cost hundreds of milliseconds a process; a step should cost
+milliseconds. So a client process starts one server that imports orcakit once and then forks a
+child per step attempt, for every run the client submits (snapshots are loaded on first use and
+kept). Each child is a real OS process of its own: it sets its environment to exactly the
 step's, joins its cgroups, sends its output to the step log and runs the same
 :class:`~orcakit.reference.entrypoint.StepRunner` that ``python -m ...entrypoint step`` runs.
 User modules are imported in the child, after its environment is set.
 
-Protocol (JSON lines): the client writes ``{"id", "step", "env", "cwd", "log", "cgroups"}``;
-the server answers ``{"ready": pid}`` once, then ``{"id", "pid"}`` per fork and
-``{"id", "exit"}`` when that child ended. The server is single-threaded, so forking is safe.
+Protocol (JSON lines): the client writes ``{"id", "artifact_store", "snapshot", "step", "env",
+"cwd", "log", "cgroups"}``; the server answers ``{"ready": pid}`` once, then ``{"id", "pid"}``
+per fork (or ``{"id", "error"}`` when the snapshot cannot be loaded) and ``{"id", "exit"}``
+when that child ended. The server is single-threaded, so forking is safe.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import selectors
 import signal
 import sys
 import traceback
+from collections import OrderedDict
+
+#: Snapshots kept loaded (a client rarely has more runs under way at once).
+_CACHE_SIZE = 32
 
 
 def _child(runner, request: dict) -> int:
@@ -41,17 +46,36 @@ def _child(runner, request: dict) -> int:
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
+    # sys.path was fixed when the server started; honour the step's own PYTHONPATH as a fresh
+    # interpreter would.
+    for entry in reversed([p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
     return runner.run_step(request["step"])
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--artifact-store", required=True)
-    parser.add_argument("--snapshot", required=True)
-    args = parser.parse_args(argv)
-    from orcakit.reference.entrypoint import StepRunner
+class _Runners:
+    """StepRunners by (artifact store, snapshot), built in the server before forking."""
 
-    runner = StepRunner(args.artifact_store, args.snapshot)
+    def __init__(self) -> None:
+        self._runners: OrderedDict[tuple[str, str], object] = OrderedDict()
+
+    def get(self, artifact_store: str, snapshot_id: str):
+        key = (artifact_store, snapshot_id)
+        if key not in self._runners:
+            from orcakit.reference.entrypoint import StepRunner
+
+            self._runners[key] = StepRunner(artifact_store, snapshot_id)
+            if len(self._runners) > _CACHE_SIZE:
+                self._runners.popitem(last=False)
+        self._runners.move_to_end(key)
+        return self._runners[key]
+
+
+def main() -> None:
+    import orcakit.reference.entrypoint  # noqa: F401 - the imports every child shares
+
+    runners = _Runners()
     out = sys.stdout
     # The client stops a run by killing children; the server itself only ends on stdin EOF.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -80,7 +104,14 @@ def main(argv: list[str] | None = None) -> None:
                 *lines, pending = (pending + chunk).split(b"\n")
                 for line in lines:
                     if line.strip():
-                        _fork(runner, json.loads(line), selector, children, send)
+                        request = json.loads(line)
+                        try:
+                            runner = runners.get(request["artifact_store"], request["snapshot"])
+                        except Exception as exc:  # noqa: BLE001 - reported to the client
+                            traceback.print_exc()
+                            send({"id": request["id"], "error": f"{type(exc).__name__}: {exc}"})
+                            continue
+                        _fork(runner, request, selector, children, send)
             else:
                 pidfd = key.data
                 request_id, pid = children.pop(pidfd)
