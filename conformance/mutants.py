@@ -185,8 +185,11 @@ class StartsEarly(Mutant):
 
 
 class _RunsAfterFailureScheduler(DagScheduler):
+    def skip_downstream(self, name, status):
+        pass  # a failure does not reach the steps after it
+
     def is_ready(self, name, status):
-        # upstream "done" includes failed and skipped
+        # upstream "done" includes failed
         return all(up in status for up in self.snapshot.steps[name].upstream)
 
 

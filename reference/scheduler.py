@@ -106,12 +106,6 @@ class DagScheduler:
             self.on_progress(name, S.RUNNING)
             threading.Thread(target=self._wait, args=(name, attempt, handle), daemon=True).start()
 
-        def fail_downstream(name: str) -> None:
-            for child in snapshot.downstream_of(name):
-                if child not in status:
-                    status[child] = S.SKIPPED
-                    self.on_progress(child, S.SKIPPED)
-
         while True:
             if self._stop_requested.is_set() and not stopped:
                 stopped = halted = True
@@ -161,7 +155,7 @@ class DagScheduler:
             status[name] = outcome
             self.on_progress(name, outcome)
             if outcome is S.FAILED:
-                fail_downstream(name)
+                self.skip_downstream(name, status)
                 if mode is ExecutionMode.STOP_ON_FAILURE:
                     halted = True
                 elif mode is ExecutionMode.FAIL_FAST and not halted:
@@ -190,6 +184,13 @@ class DagScheduler:
         self._last_stop_poll = now
         if self.store.get_run(self.run_uuid).status in (S.STOPPING, S.CANCELLING):
             self._stop_requested.set()
+
+    def skip_downstream(self, name: str, status: dict[str, ExecutionStatus]) -> None:
+        """Everything downstream of failed step ``name`` is SKIPPED and never starts (FAIL-1)."""
+        for child in self.snapshot.downstream_of(name):
+            if child not in status:
+                status[child] = S.SKIPPED
+                self.on_progress(child, S.SKIPPED)
 
     def is_ready(self, name: str, status: dict[str, ExecutionStatus]) -> bool:
         """A step may start once every upstream step COMPLETED (ORDER-1)."""

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from orcakit import Capabilities, ExecutionStatus
+from orcakit import Capabilities, ExecutionStatus, ResourceSupport
 from orcakit.conformance.harness import chain, violation
 from orcakit.conformance.plugin import unsupported
 from orcakit.conformance.report import REDACTED, redact
@@ -32,8 +32,15 @@ def test_statuses_only_move_along_allowed_transitions(fut):
 
 
 @pytest.mark.requirement("CLEAN-1")
-def test_nothing_is_left_behind_after_runs(fut):
-    dag = {"nodes": [{"name": "ok", "upstream": [], "spec": {"sleep": 0.2}, "resources": {}},
+def test_nothing_is_left_behind_after_runs(fut, capabilities):
+    # Ask for every enforced resource kind, so that whatever the backend creates to enforce
+    # them (cgroups, container settings) is part of what must be cleaned up.
+    resources = {}
+    if capabilities.cpu is ResourceSupport.ENFORCED:
+        resources["cpu_count"] = 0.5
+    if capabilities.memory is ResourceSupport.ENFORCED:
+        resources["memory"] = "256MiB"
+    dag = {"nodes": [{"name": "ok", "upstream": [], "spec": {"sleep": 0.2}, "resources": resources},
                      {"name": "bad", "upstream": [], "spec": {"fail_attempts": [-1]}},
                      {"name": "killed", "upstream": [], "spec": {"kill": True}}]}
     obs = fut.run(fut.compile_dag(dag))
