@@ -82,6 +82,7 @@ def build_report(state, checks: list[dict], config) -> dict:
             "profile": state.profile,
             "certify": state.certify,
             "seed": state.seed,
+            "derandomized": state.certify,
             "command": redact(" ".join(state.command)),
             "finished_at": datetime.now(timezone.utc).isoformat(),
             "duration": round(sum(check["duration"] for check in checks), 3),
