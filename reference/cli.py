@@ -154,16 +154,14 @@ def _flavor_entry_points() -> dict[str, Any]:
 def _flavor_declaration(reference: str) -> "Flavor":
     """The flavor's declaration (name, config model, capabilities) *without* importing its
     implementation, so a flavor whose backend SDK is not installed can still be described."""
-    import importlib
 
     from orcakit import Flavor
 
     if ":" in reference:
-        module_name, _, attr = reference.partition(":")
+        from orcakit.sources import import_object
+
         try:
-            value: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                value = getattr(value, part)
+            value = import_object(reference)
         except (ImportError, AttributeError) as exc:
             raise FlavorNotFoundError(f"cannot load flavor class {reference!r}: {exc}") from exc
     else:

@@ -15,7 +15,6 @@ could not attach to its run (nothing could be recorded; the launcher records it)
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import traceback
@@ -33,6 +32,7 @@ from orcakit import (
 )
 from orcakit.authoring import _DYNAMIC, Step, _as_list, _unique
 from orcakit.context import StepContext, _set_step_context
+from orcakit.sources import import_object
 from orcakit.orchestrator import PLACEHOLDER_RUN_ENV, SNAPSHOT_ID_ENV
 from orcakit.snapshot import ArtifactRef
 
@@ -62,11 +62,8 @@ def import_source(source: str, roots: list[str] = ()) -> Any:
     for root in roots:
         if root not in sys.path:
             sys.path.insert(0, root)
-    module_name, _, qualname = source.partition(":")
     try:
-        value: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            value = getattr(value, part)
+        value = import_object(source)
     except (ImportError, AttributeError) as exc:
         raise OrcakitError(
             f"cannot import step code {source!r} in this environment: {exc}",

@@ -8,7 +8,6 @@ is an error naming the flavor and the fix.
 
 from __future__ import annotations
 
-import importlib
 import re
 from functools import cached_property
 from importlib.metadata import entry_points
@@ -20,6 +19,7 @@ from .capabilities import Capabilities
 from .errors import ConfigurationError, FlavorNotFoundError, FlavorRegistrationError
 from .orchestrator import BaseOrchestrator, BaseOrchestratorConfig
 from .redaction import is_secret_key
+from .sources import import_object
 
 #: Entry-point group third-party flavors register under (``pyproject.toml``:
 #: ``[project.entry-points."orcakit.flavors"] myorch = "mypkg.flavor:MyFlavor"``).
@@ -48,11 +48,8 @@ class Flavor:
 
     @cached_property
     def implementation_class(self) -> type[BaseOrchestrator]:
-        module_name, _, attr = self.implementation_source.partition(":")
         try:
-            value: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                value = getattr(value, part)
+            value = import_object(self.implementation_source)
         except (ImportError, AttributeError) as exc:
             raise FlavorRegistrationError(
                 f"flavor {self.name!r}: cannot import its implementation {self.implementation_source!r} ({exc})",
@@ -152,11 +149,8 @@ class Flavor:
 def load_flavor(reference: str) -> Flavor:
     """A checked flavor from a registered name or a ``module:Class`` reference."""
     if ":" in reference:
-        module_name, _, attr = reference.partition(":")
         try:
-            value: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                value = getattr(value, part)
+            value = import_object(reference)
         except (ImportError, AttributeError) as exc:
             raise FlavorNotFoundError(
                 f"cannot load flavor class {reference!r}: {exc}",
