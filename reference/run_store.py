@@ -244,6 +244,30 @@ class RunStore:
     def _session(self) -> Session:
         return Session(self._engine, expire_on_commit=False)
 
+    def warm_up(self) -> None:
+        """Pay once, here, what a process otherwise pays on its first use of the store (the SQL
+        dialect, ORM mapper configuration, compiling each statement a step runs: tens of
+        milliseconds). A fork server calls this so that every forked step inherits a warm
+        engine. Every statement runs inside a transaction that is rolled back — nothing is
+        written — and the connections are closed afterwards, so none crosses a fork."""
+        from sqlalchemy.orm import configure_mappers
+
+        configure_mappers()
+        with self._engine.connect() as connection:
+            transaction = connection.begin()
+            self._session = lambda: Session(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
+            try:
+                run = self.create_placeholder_run("warm-up", "warm-up", "warm-up")
+                run = self.get_or_create_run("warm-up", "warm-up", "warm-up", "warm-up", placeholder_id=run.id)
+                attempt = self.start_attempt(run.id, "warm-up")
+                self.finish_attempt(run.id, "warm-up", attempt, succeeded=True, total_attempts=1, outputs={"output": "-"})
+                self.finalize_run(run.id, ["warm-up"])
+            finally:
+                del self._session  # the class's own method again
+                transaction.rollback()
+        self.step("warm-up", "warm-up")  # the read path, on the reader engine
+        self.close()
+
     def _reader(self) -> Session:
         """A session for reads only (on SQLite: deferred transactions, so polling a run's
         progress never queues behind the step processes that write it)."""
