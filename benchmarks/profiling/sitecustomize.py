@@ -1,0 +1,325 @@
+"""Tracing hooks for benchmarks/profile_local.py, loaded into *every* process of a run (client,
+fork server, step children, exec'd steps) through ``PYTHONPATH=benchmarks/profiling``.
+
+Active only when ``ORCAKIT_BENCH_TRACE`` names a folder. It wraps the runtime's functions (no
+runtime file is edited) and appends one JSON line per call to ``<folder>/<pid>.jsonl``:
+``{"pid", "ev", "t0", "t1"}`` with ``time.monotonic()`` (CLOCK_MONOTONIC is one clock for every
+process on the machine, so timelines line up across processes). With ``ORCAKIT_BENCH_CPROFILE=1``
+each step's ``StepRunner.run_step`` also runs under cProfile (``<folder>/step-<pid>.prof``).
+
+``ORCAKIT_BENCH_EXPERIMENT`` (comma-separated, independent of tracing) emulates the runtime changes
+proposed in benchmarks/README.md, so their effect can be measured before anyone edits the runtime:
+
+- ``warm_engine``: the fork server builds the run store's engine (imports the SQLite dialect)
+  before forking, so children inherit it.
+- ``warm_sql``: + configures the ORM mappers and runs every statement a step runs once, inside a
+  transaction that is rolled back (fills the engine's compiled-statement cache), then closes its
+  connection so each child opens its own.
+- ``gc_freeze``: the fork server calls ``gc.freeze()`` before forking (children's GC no longer
+  touches, and so copies, the server's pages).
+- ``fast_exit``: the fork server ends with ``os._exit(0)`` once its loop is done, skipping
+  interpreter teardown the client waits for.
+- ``client_fork``: the fork server is forked from the client (which has imported everything
+  already) instead of started as ``python -m ...zygote``: no second interpreter start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+_DIR = os.environ.get("ORCAKIT_BENCH_TRACE")
+_EXPERIMENTS = set(filter(None, os.environ.get("ORCAKIT_BENCH_EXPERIMENT", "").split(",")))
+
+
+def _install() -> None:
+    import functools
+    import importlib.abc
+    import json
+    import threading
+
+    state = {"pid": None, "fd": None}
+    lock = threading.Lock()
+
+    def emit(ev: str, t0: float, t1: float, **extra) -> None:
+        pid = os.getpid()
+        with lock:
+            if state["pid"] != pid:  # first event in this process (or a forked child)
+                state["pid"] = pid
+                state["fd"] = os.open(os.path.join(_DIR, f"{pid}.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.write(state["fd"], (json.dumps({"pid": pid, "ev": ev, "t0": t0, "t1": t1, **extra}) + "\n").encode())
+
+    def wrap(owner, attr: str, label: str, detail=None) -> None:
+        original = getattr(owner, attr, None)
+        if original is None or getattr(original, "_bench_wrapped", False):
+            return  # the runtime changed under us, or already wrapped: trace what exists
+
+        @functools.wraps(original)
+        def wrapper(*args, **kwargs):
+            t0 = time.monotonic()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                extra = detail(args, kwargs) if detail else {}
+                emit(label, t0, time.monotonic(), **extra)
+
+        wrapper._bench_wrapped = True
+        setattr(owner, attr, wrapper)
+
+    step_arg = lambda args, kwargs: {"step": args[2] if len(args) > 2 else kwargs.get("step_name")}  # noqa: E731
+
+    def patch_run_store(module) -> None:
+        cls = module.RunStore
+        for name in ("__init__", "get_or_create_run", "start_attempt", "finish_attempt", "finalize_run", "step",
+                     "set_run_status", "create_placeholder_run", "get_run", "mark_steps", "steps",
+                     "attach_step", "warm_up"):  # the last two: names in benchmarks/proposed.diff
+            if hasattr(cls, name):
+                wrap(cls, name, f"store.{name}", step_arg if name in ("start_attempt", "finish_attempt", "step") else None)
+
+    def patch_entrypoint(module) -> None:
+        cls = module.StepRunner
+        wrap(cls, "__init__", "runner.__init__")
+        wrap(cls, "attach", "runner.attach")
+        wrap(cls, "load_output", "runner.load_output")
+        wrap(module, "import_source", "import_source")
+        wrap(module, "materialize", "materialize")
+        original = cls.run_step
+        if os.environ.get("ORCAKIT_BENCH_CPROFILE") == "1":
+            import cProfile
+
+            def profiled(self, step_name):
+                profile = cProfile.Profile()
+                try:
+                    return profile.runcall(original, self, step_name)
+                finally:
+                    profile.dump_stats(os.path.join(_DIR, f"step-{os.getpid()}.prof"))
+
+            cls.run_step = profiled
+        wrap(cls, "run_step", "runner.run_step", lambda args, kwargs: {"step": args[1]})
+
+    def patch_artifacts(module) -> None:
+        wrap(module.LocalArtifactStore, "put", "artifacts.put")
+        wrap(module.LocalArtifactStore, "get", "artifacts.get")
+
+    def patch_scheduler(module) -> None:
+        cls = module.DagScheduler
+        wrap(cls, "_settle", "scheduler._settle", lambda args, kwargs: {"step": args[1]})
+        wrap(cls, "run", "scheduler.run")
+        original_put = None
+
+    def patch_launchers(module) -> None:
+        wrap(module.ForkServer, "launch", "forkserver.launch", lambda args, kwargs: {"step": args[1]["step"]})
+        wrap(module.ForkServer, "__init__", "forkserver.__init__")
+        wrap(module.ForkServer, "close", "forkserver.close")
+        wrap(module, "exec_step", "exec_step", lambda args, kwargs: {"step": args[0][-1]})
+        if not hasattr(module, "_Handle"):
+            return
+        original_set_exit = module._Handle._set_exit
+
+        def set_exit(self, code):
+            emit("handle.exit_seen", time.monotonic(), time.monotonic(), pid_child=self.pid)
+            return original_set_exit(self, code)
+
+        module._Handle._set_exit = set_exit
+
+    def patch_orchestrator(module) -> None:
+        wrap(module.LocalOrchestrator, "submit_pipeline", "orchestrator.submit_pipeline")
+        wrap(module.LocalOrchestrator, "_cgroup", "orchestrator._cgroup")
+
+    def patch_client(module) -> None:
+        wrap(module, "run_snapshot", "client.run_snapshot")
+
+    patches = {
+        "orcakit.reference.run_store": patch_run_store,
+        "orcakit.reference.entrypoint": patch_entrypoint,
+        "orcakit.reference.artifact_store": patch_artifacts,
+        "orcakit.reference.scheduler": patch_scheduler,
+        "orcakit.reference.flavors.local.launchers": patch_launchers,
+        "orcakit.reference.flavors.local.orchestrator": patch_orchestrator,
+        "orcakit.reference.client": patch_client,
+    }
+
+    for name, patch in patches.items():
+        _PATCHES.setdefault(name, []).append(patch)
+
+    # Fork and exit of step children (the fork server forks; children end with os._exit).
+    real_fork, real_exit = os.fork, os._exit
+
+    def fork():
+        t0 = time.monotonic()
+        pid = real_fork()
+        t1 = time.monotonic()
+        emit("os.fork.child" if pid == 0 else "os.fork.parent", t0, t1, child=pid)
+        return pid
+
+    def _exit(code):
+        emit("os._exit", time.monotonic(), time.monotonic(), code=code)
+        real_exit(code)
+
+    os.fork, os._exit = fork, _exit
+    emit("process.start", time.monotonic(), time.monotonic(), argv=sys.argv[:4], exe=sys.orig_argv[:4])
+
+
+#: module name -> functions that patch it right after it was imported
+_PATCHES: dict[str, list] = {}
+
+
+def _finder():
+    import importlib.abc
+
+    class _Finder(importlib.abc.MetaPathFinder):
+        """Patches a module right after it is imported (before anyone uses it)."""
+
+        def find_spec(self, fullname, path, target=None):
+            if fullname not in _PATCHES:
+                return None
+            for finder in sys.meta_path:
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None:
+                    exec_module = spec.loader.exec_module
+
+                    def exec_and_patch(module, _exec=exec_module, _name=fullname):
+                        _exec(module)
+                        for patch in _PATCHES[_name]:
+                            patch(module)
+
+                    spec.loader.exec_module = exec_and_patch
+                    return spec
+            return None
+
+    return _Finder()
+
+
+def _is_fork_server() -> bool:
+    return any(arg.endswith(os.path.join("local", "zygote.py")) or arg.endswith("local.zygote") for arg in sys.argv[:1] + sys.orig_argv[:4])
+
+
+def _experiments() -> None:
+    def patch_entrypoint(module) -> None:
+        cls = module.StepRunner
+        original_init = cls.__init__
+
+        def init(self, *args, **kwargs):
+            original_init(self, *args, **kwargs)
+            if _is_fork_server():
+                _warm(self)
+
+        cls.__init__ = init
+
+    def _warm(runner) -> None:
+        if _EXPERIMENTS & {"warm_engine", "warm_sql"}:
+            store = runner.store  # creates the engine: imports the dialect and the DB-API module
+        if "warm_sql" in _EXPERIMENTS:
+            _warm_sql(store, runner)
+        if "gc_freeze" in _EXPERIMENTS:
+            import gc
+
+            gc.collect()
+            gc.freeze()
+        if "fast_exit" in _EXPERIMENTS:
+            import atexit
+
+            def quick():
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0)
+
+            atexit.register(quick)  # registered last, so it runs first
+
+    def patch_launchers(module) -> None:
+        if "client_fork" in _EXPERIMENTS:
+            module.ForkServer.__init__ = _client_fork_init
+
+    patches = {"orcakit.reference.entrypoint": patch_entrypoint, "orcakit.reference.flavors.local.launchers": patch_launchers}
+
+    for name, patch in patches.items():
+        _PATCHES.setdefault(name, []).append(patch)
+
+
+class _Forked:
+    """The part of ``subprocess.Popen`` ForkServer uses, for a server forked from the client."""
+
+    def __init__(self, pid: int, stdin, stdout) -> None:
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+
+    def wait(self) -> int:
+        return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+
+
+def _client_fork_init(self, python, artifact_store, snapshot_id, env, cwd, log) -> None:
+    """ForkServer.__init__, forking the server from this (already imported) client."""
+    import threading
+
+    self._log = open(log, "ab")
+    to_server_r, to_server_w = os.pipe()
+    from_server_r, from_server_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.setsid()
+            os.dup2(to_server_r, 0)
+            os.dup2(from_server_w, 1)
+            os.dup2(self._log.fileno(), 2)
+            for fd in (to_server_r, to_server_w, from_server_r, from_server_w):
+                os.close(fd)
+            sys.stdin = open(0, "r", closefd=False)
+            sys.stdout = open(1, "w", closefd=False, buffering=1)
+            sys.stderr = open(2, "w", closefd=False, buffering=1)
+            os.environ.clear()
+            os.environ.update(env)
+            os.chdir(cwd)
+            from orcakit.reference.flavors.local import zygote
+
+            sys.argv = [zygote.__file__]  # so the warm-up experiments see a fork server
+            zygote.main(["--artifact-store", artifact_store, "--snapshot", snapshot_id])
+        except BaseException:  # noqa: BLE001
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+            finally:
+                os._exit(code)
+    os.close(to_server_r)
+    os.close(from_server_w)
+    self._proc = _Forked(pid, os.fdopen(to_server_w, "w", buffering=1), os.fdopen(from_server_r, "r"))
+    self._lock = threading.Lock()
+    self._handles = {}
+    self._next_id = 0
+    self._ready = threading.Event()
+    self._dead = False
+    threading.Thread(target=self._read, daemon=True).start()
+
+
+def _warm_sql(store, runner) -> None:
+    """What RunStore.warm_up() would do (see the README's proposed diff)."""
+    from sqlalchemy.orm import Session, configure_mappers
+
+    configure_mappers()
+    with store._engine.connect() as conn:
+        outer = conn.begin()
+        store._session = lambda: Session(bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint")
+        try:
+            run = store.get_or_create_run("warm-up", "warm-up", "warm-up", "warm-up")
+            attempt = store.start_attempt(run.id, "warm-up")
+            store.finish_attempt(run.id, "warm-up", attempt, succeeded=True, total_attempts=1, outputs={"output": "x"})
+            store.finalize_run(run.id, ["warm-up"])
+            store.step(run.id, "warm-up")
+        finally:
+            del store._session
+            outer.rollback()
+    store._engine.dispose()
+
+
+if _EXPERIMENTS:
+    _experiments()  # first: the tracing wrappers then time the warmed-up functions
+if _DIR:
+    _install()
+if _PATCHES:
+    sys.meta_path.insert(0, _finder())
