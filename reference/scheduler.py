@@ -76,11 +76,44 @@ class DagScheduler:
         self.on_progress = on_progress or (lambda step, status: None)
         self._events: queue.Queue = queue.Queue()
         self._stop_requested = threading.Event()
+        #: Set once a run started with :meth:`start` has ended (and ``on_finish`` ran).
+        self.finished = threading.Event()
         self._last_stop_poll = time.monotonic()
 
     def stop(self) -> None:
         self._stop_requested.set()
         self._events.put(None)
+
+    def start(self, *, name: str, on_finish: Callable[[], None] | None = None) -> Callable[[], None]:
+        """Run in a background thread (a submission must not block) and return the
+        ``wait_for_completion`` for the flavor's SubmissionResult, which re-raises a scheduler
+        error. ``on_finish`` (e.g. a backend clean-up) runs before the run counts as finished;
+        :attr:`finished` is set then."""
+        outcome: dict[str, BaseException] = {}
+
+        def drive() -> None:
+            try:
+                self.run()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by wait_for_completion
+                outcome["error"] = exc
+                self.store.set_run_status(self.run_uuid, S.FAILED, reason=f"scheduler error: {exc}")
+            finally:
+                try:
+                    if on_finish is not None:
+                        on_finish()
+                finally:
+                    self.finished.set()
+
+        threading.Thread(target=drive, name=name, daemon=True).start()
+
+        def wait_for_completion() -> None:
+            # An Event, not Thread.join(): after Ctrl-C interrupts a join(), Python 3.11 reports
+            # the thread as finished, and the client would exit while the run is still stopping.
+            self.finished.wait()
+            if "error" in outcome:
+                raise outcome["error"]
+
+        return wait_for_completion
 
     def run(self) -> RunRecord:
         snapshot, mode = self.snapshot, self.snapshot.execution_mode

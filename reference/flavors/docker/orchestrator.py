@@ -162,35 +162,19 @@ class DockerOrchestrator(ContainerizedOrchestrator):
 
         scheduler = self.scheduler_class(snapshot, store, run_uuid, launch, max_parallelism=self.config.max_parallelism)
         active = _ActiveRun(scheduler.stop)
-        outcome: dict[str, Any] = {}
-        # An Event, not Thread.join(): after Ctrl-C interrupts a join(), Python 3.11 reports the
-        # thread as finished, and the client would exit while the scheduler is still stopping.
-        done = threading.Event()
 
         def watch_for_stop_requests() -> None:
-            while not done.wait(STOP_POLL_SECONDS):
+            while not scheduler.finished.wait(STOP_POLL_SECONDS):
                 if not active.stop_requested and self._stop_requested(client, run_id):
                     active.stop()
 
-        def drive() -> None:
-            try:
-                outcome["run"] = scheduler.run()
-            except BaseException as exc:  # noqa: BLE001 - reported by wait_for_completion
-                outcome["error"] = exc
-                store.set_run_status(run_uuid, ExecutionStatus.FAILED, reason=f"scheduler error: {exc}")
-            finally:
-                self._remove_run_containers(client, run_id)
-                self._active.pop(run_id, None)
-                done.set()
+        def on_finish() -> None:
+            self._remove_run_containers(client, run_id)
+            self._active.pop(run_id, None)
 
         self._active[run_id] = active
+        wait_for_completion = scheduler.start(name=f"orcakit-docker-{run_id[:8]}", on_finish=on_finish)
         threading.Thread(target=watch_for_stop_requests, name=f"orcakit-docker-stop-{run_id[:8]}", daemon=True).start()
-        threading.Thread(target=drive, name=f"orcakit-docker-{run_id[:8]}", daemon=True).start()
-
-        def wait_for_completion() -> None:
-            done.wait()
-            if "error" in outcome:
-                raise outcome["error"]
 
         return SubmissionResult(
             wait_for_completion=wait_for_completion,

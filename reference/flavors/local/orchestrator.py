@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import os
 import sys
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 from orcakit import (
     BaseOrchestrator,
     Capabilities,
-    ExecutionStatus,
     PipelineSnapshot,
     ResourceSupport,
     RunIdError,
@@ -99,29 +97,10 @@ class LocalOrchestrator(BaseOrchestrator):
             return exec_step(self.step_command(snapshot, step_name, python), env, cwd, log, group, spec.resources.memory)
 
         scheduler = self.scheduler_class(snapshot, store, run_uuid, launch, max_parallelism=self.config.max_parallelism)
-        outcome: dict[str, Any] = {}
-        # An Event, not Thread.join(): after Ctrl-C interrupts a join(), Python 3.11 reports the
-        # thread as finished, and the client would exit while the scheduler is still stopping.
-        done = threading.Event()
-
-        def drive() -> None:
-            try:
-                outcome["run"] = scheduler.run()
-            except BaseException as exc:  # noqa: BLE001 - reported by wait_for_completion
-                outcome["error"] = exc
-                store.set_run_status(run_uuid, ExecutionStatus.FAILED, reason=f"scheduler error: {exc}")
-            finally:
-                self._active.pop(run_id, None)
-                done.set()
-
         self._active[run_id] = scheduler
-        thread = threading.Thread(target=drive, name=f"orcakit-local-{run_id[:8]}", daemon=True)
-        thread.start()
-
-        def wait_for_completion() -> None:
-            done.wait()
-            if "error" in outcome:
-                raise outcome["error"]
+        wait_for_completion = scheduler.start(
+            name=f"orcakit-local-{run_id[:8]}", on_finish=lambda: self._active.pop(run_id, None)
+        )
 
         return SubmissionResult(
             wait_for_completion=wait_for_completion,
