@@ -111,6 +111,33 @@ def analyse(events: list[dict], launcher: str) -> None:
     for name, values in segments.items():
         print(f"  {name:48} {med(values)}   (sum {sum(values) * 1000:8.1f} ms)")
 
+    # CPU: each event carries its process's CPU seconds so far ("cpu", at its end; "cpu0", at
+    # its start). A forked child's CPU count starts from 0 at the fork.
+    cpu: dict[str, list[float]] = defaultdict(list)
+    for step in order:
+        evs = by_pid.get(children.get(step), [])
+        run = one(evs, "runner.run_step")
+        exit_ = one(evs, "os._exit")
+        if run is None or exit_ is None or "cpu0" not in run:
+            continue
+        cpu["step child: before run_step (fork faults, set-up)"].append(run["cpu0"])
+        cpu["step child: run_step"].append(run["cpu"] - run["cpu0"])
+        cpu["step child: total before os._exit"].append(exit_["cpu"])
+    # Client and server: CPU between their first and last per-step events, per step (their
+    # start-up and imports are left out).
+    per_step_events = {"forkserver.launch", "exec_step", "scheduler._settle", "handle.exit_seen", "os.fork.parent"}
+    servers = [pid for pid, evs in by_pid.items() if one(evs, "os.fork.parent") and pid != client_pid]
+    for label, pid in [("client", client_pid)] + [("fork server", pid) for pid in servers]:
+        evs = [e for e in by_pid[pid] if e["ev"] in per_step_events and "cpu" in e]
+        if len(evs) >= 2 and len(order) > 1:
+            cpu[f"{label}: CPU between its first and last step event / steps"].append(
+                (evs[-1]["cpu"] - evs[0]["cpu"]) / (len(order) - 1)
+            )
+    if cpu:
+        print("\nCPU per step (median; process CPU seconds, user+system, as seen by the process):")
+        for name, values in cpu.items():
+            print(f"  {name:60} {med(values)}")
+
     print("\nclient process (ms since its start):")
     for e in client:
         if e["ev"] in ("process.start", "client.run_snapshot", "store.__init__", "store.create_placeholder_run",

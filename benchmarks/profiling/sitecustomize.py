@@ -48,7 +48,9 @@ def _install() -> None:
             if state["pid"] != pid:  # first event in this process (or a forked child)
                 state["pid"] = pid
                 state["fd"] = os.open(os.path.join(_DIR, f"{pid}.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.write(state["fd"], (json.dumps({"pid": pid, "ev": ev, "t0": t0, "t1": t1, **extra}) + "\n").encode())
+            # cpu: this process's CPU seconds so far (a forked child starts again from 0)
+            record = {"pid": pid, "ev": ev, "t0": t0, "t1": t1, "cpu": time.process_time(), **extra}
+            os.write(state["fd"], (json.dumps(record) + "\n").encode())
 
     def wrap(owner, attr: str, label: str, detail=None) -> None:
         original = getattr(owner, attr, None)
@@ -57,12 +59,12 @@ def _install() -> None:
 
         @functools.wraps(original)
         def wrapper(*args, **kwargs):
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), time.process_time()
             try:
                 return original(*args, **kwargs)
             finally:
                 extra = detail(args, kwargs) if detail else {}
-                emit(label, t0, time.monotonic(), **extra)
+                emit(label, t0, time.monotonic(), cpu0=cpu0, **extra)
 
         wrapper._bench_wrapped = True
         setattr(owner, attr, wrapper)
