@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     from orcakit import ComponentSpec, StackSpec, load_flavor
-    from orcakit.reference.client import run_snapshot
+    from orcakit.reference import run_snapshot
     from orcakit.reference.flavors.docker.image import ImageBuilder
-    from orcakit.reference.run_store import RunStore
+    from orcakit.reference import RunStore
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="interleaved rounds (medians are reported)")

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = dict(item.split("=", 1) for item in args.config)
     os.environ["ORCAKIT_HOME"] = args.home  # never touch ~/.orcakit
 
-    from orcakit.reference.client import run_snapshot
+    from orcakit.reference import run_snapshot
 
     t_compile = time.perf_counter()
     snapshot = bench.compile(stack_spec(args.home, args.launcher, args.max_parallelism, extra), args.n, args.shape, args.sleep)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_steps(home: str, run_uuid: str) -> int:
     """How many steps of the run COMPLETED (a benchmark that does not check this measures
     nothing)."""
-    from orcakit.reference.run_store import RunStore
+    from orcakit.reference import RunStore
 
     steps = RunStore(f"sqlite:///{home}/runs.db", create_tables=False).steps(run_uuid)
     return sum(1 for record in steps.values() if record.status.value == "completed")

@@ -29,9 +29,9 @@ from orcakit import (
     StackSpec,
     load_flavor,
 )
-from orcakit.reference.artifact_store import ArtifactStore, open_artifact_store
-from orcakit.reference.client import run_snapshot
-from orcakit.reference.run_store import AttemptRecord, RunRecord, RunStore, StepRecord
+from orcakit.reference import ArtifactStore, open_artifact_store
+from orcakit.reference import run_snapshot
+from orcakit.reference import AttemptRecord, RunRecord, RunStore, StepRecord
 
 from .probes import dynamic_probe_dag, probe_dag
 
@@ -221,7 +221,7 @@ class FlavorUnderTest:
                 records.sort(key=lambda r: r["attempt"])
             steps = store.steps(run.id)
             outputs = {}
-            from orcakit.reference.artifact_store import dematerialize
+            from orcakit.reference import dematerialize
 
             for name, step in steps.items():
                 if step.outputs.get("output"):

@@ -15,10 +15,10 @@ import uuid
 from typing import ClassVar
 
 from orcakit import MEMORY_UNITS, ExecutionStatus
-from orcakit.reference.cgroups import StepCgroup
+from orcakit.reference.flavors.local.cgroups import StepCgroup
 from orcakit.reference.flavors.local import LocalFlavor
 from orcakit.reference.flavors.local.orchestrator import LocalOrchestrator
-from orcakit.reference.scheduler import DagScheduler
+from orcakit.reference import DagScheduler
 
 
 class Mutant(LocalFlavor):

@@ -125,7 +125,7 @@ def _resolve_reference(name: str) -> tuple[str, dict[str, Any]]:
 
     if ":" in name or name in available_flavors():
         return name, {}
-    from orcakit.reference.config_store import ConfigStore
+    from orcakit.reference import ConfigStore
 
     store = ConfigStore()
     registered = store.load().orchestrators

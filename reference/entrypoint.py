@@ -36,7 +36,7 @@ from orcakit.sources import import_object
 from orcakit.orchestrator import PLACEHOLDER_RUN_ENV, SNAPSHOT_ID_ENV
 from orcakit.snapshot import ArtifactRef
 
-from .artifact_store import (
+from ._runtime.artifact_store import (
     ArtifactStore,
     dematerialize,
     dynamic_step_key,
@@ -45,7 +45,7 @@ from .artifact_store import (
     open_artifact_store,
     output_key,
 )
-from .run_store import RunStore
+from ._runtime.run_store import RunStore
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_NOT_ATTACHED = 0, 1, 3
 

@@ -20,9 +20,9 @@ from typing import Any, Callable
 import pytest
 
 from orcakit import ComponentSpec, Pipeline, PipelineSnapshot, StackSpec
-from orcakit.reference.artifact_store import dematerialize, open_artifact_store, output_key
-from orcakit.reference.client import run_snapshot
-from orcakit.reference.run_store import RunRecord, RunStore, StepRecord
+from orcakit.reference import dematerialize, open_artifact_store, output_key
+from orcakit.reference import run_snapshot
+from orcakit.reference import RunRecord, RunStore, StepRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 # The test process itself imports tests.pipelines.* by the same name the steps will use.

@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 
 from orcakit import ExecutionStatus
 from orcakit.reference.cli import cli, parse_config_options, parse_params
-from orcakit.reference.config_store import REDACTED, ConfigStore, redact_config
-from orcakit.reference.run_store import RunStore
+from orcakit.reference import ConfigStore
+from orcakit.reference._runtime.config_store import REDACTED, redact_config
+from orcakit.reference import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 ORCAKIT = Path(sys.executable).with_name("orcakit")
@@ -75,7 +76,7 @@ def test_startup_imports_no_store_and_no_flavor_implementation(args: list[str], 
         "from orcakit.reference.cli import cli\n"
         f"try:\n    cli.main(args={args!r}, prog_name='orcakit')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'\n"
-        "         or m == 'orcakit.reference.flavors.local.orchestrator' or m == 'orcakit.reference.run_store']\n"
+        "         or m == 'orcakit.reference.flavors.local.orchestrator' or m == 'orcakit.reference._runtime.run_store']\n"
         "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, "ORCAKIT_HOME": str(orcakit_home)})
@@ -370,7 +371,7 @@ def _store_with_steps(tmp_path: Path) -> tuple[RunStore, str]:
 def test_plain_progress_prints_one_line_per_status_change(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from orcakit.reference.progress import ProgressMonitor
+    from orcakit.reference.cli.progress import ProgressMonitor
 
     store, run_id = _store_with_steps(tmp_path)
     buffer = io.StringIO()
@@ -398,7 +399,7 @@ def test_plain_progress_prints_one_line_per_status_change(tmp_path: Path) -> Non
 def test_live_progress_table_counts_steps(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from orcakit.reference.progress import ProgressMonitor
+    from orcakit.reference.cli.progress import ProgressMonitor
 
     store, run_id = _store_with_steps(tmp_path)
     store.start_attempt(run_id, "a")

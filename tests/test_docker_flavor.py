@@ -34,9 +34,9 @@ from orcakit import (
     SubmissionError,
     load_flavor,
 )
-from orcakit.reference.artifact_store import dematerialize, log_key, open_artifact_store, output_key
-from orcakit.reference.client import run_snapshot
-from orcakit.reference.run_store import RunStore
+from orcakit.reference import dematerialize, log_key, open_artifact_store, output_key
+from orcakit.reference import run_snapshot
+from orcakit.reference import RunStore
 
 pytestmark = pytest.mark.docker
 
@@ -170,7 +170,7 @@ DRIVER = '''
 """Drives one run of dkpipes.sleeper in its own process; prints the run once submitted."""
 import json, os, sys
 from orcakit import ComponentSpec, StackSpec
-from orcakit.reference.client import run_snapshot
+from orcakit.reference import run_snapshot
 import dkpipes
 
 stack = StackSpec.model_validate_json(sys.argv[1])

@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from orcakit import ExecutionStatus, FlavorNotFoundError, StackSpec, SubmissionError
-from orcakit.reference import cgroups
-from orcakit.reference.client import run_snapshot
+from orcakit.reference.flavors.local import cgroups
+from orcakit.reference import run_snapshot
 from orcakit.reference.flavors.local import RUN_ID_ENV
-from orcakit.reference.run_store import RunStore
+from orcakit.reference import RunStore
 from tests.pipelines import foundation as fp
 
 # A hung run is a failure too, not a stuck CI job (pytest-timeout, from the dev extra).

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import select, text
 
 from orcakit import ExecutionStatus, StoreError
-from orcakit.reference.run_store import PipelineRunRow, RunStore
+from orcakit.reference import RunStore
+from orcakit.reference._runtime.run_store import PipelineRunRow
 
 S = ExecutionStatus
 #: Separate processes racing for one run (the issue asks for at least 100).

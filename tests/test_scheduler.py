@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orcakit import ComponentSpec, ExecutionMode, ExecutionStatus, PipelineSnapshot, StackSpec, StepRetryConfig, StepSpec
-from orcakit.reference.run_store import RunStore
-from orcakit.reference.scheduler import DagScheduler
+from orcakit.reference import RunStore
+from orcakit.reference import DagScheduler
 
 # A scheduler that never returns is a failure, not a stuck CI job (pytest-timeout).
 pytestmark = pytest.mark.timeout(120)

@@ -133,13 +133,13 @@ def _install() -> None:
         wrap(module, "run_snapshot", "client.run_snapshot")
 
     patches = {
-        "orcakit.reference.run_store": patch_run_store,
+        "orcakit.reference._runtime.run_store": patch_run_store,
         "orcakit.reference.entrypoint": patch_entrypoint,
-        "orcakit.reference.artifact_store": patch_artifacts,
-        "orcakit.reference.scheduler": patch_scheduler,
+        "orcakit.reference._runtime.artifact_store": patch_artifacts,
+        "orcakit.reference._runtime.scheduler": patch_scheduler,
         "orcakit.reference.flavors.local.launchers": patch_launchers,
         "orcakit.reference.flavors.local.orchestrator": patch_orchestrator,
-        "orcakit.reference.client": patch_client,
+        "orcakit.reference._runtime.client": patch_client,
     }
 
     for name, patch in patches.items():

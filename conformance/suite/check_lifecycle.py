@@ -129,7 +129,7 @@ def test_secrets_are_not_written_in_plain_text(fut):
     obs = fut.run(fut.compile_dag(chain(1)))
     store = fut.artifact_store()
     logs = [key for key in store.list(f"logs/{obs.snapshot.snapshot_id}/")]
-    from orcakit.reference.run_store import redact_url
+    from orcakit.reference import redact_url
 
     password_free = redact_url(fut.run_store_url)
     hidden = [value for value in secrets.values() if value]

@@ -2,7 +2,7 @@
 
 Every step attempt is a container of the step image (see :mod:`.image`) running the step
 entrypoint, labelled with the pipeline, snapshot, run, step and attempt; the shared
-:class:`~orcakit.reference.scheduler.DagScheduler` decides when each starts. Built only on
+:class:`~orcakit.reference.DagScheduler` decides when each starts. Built only on
 orcakit's public contract and the shared reference runtime.
 """
 
@@ -30,9 +30,9 @@ from orcakit import (
     SubmissionResult,
 )
 
-from ...artifact_store import LocalArtifactStore, log_key, open_artifact_store
-from ...run_store import RunStore
-from ...scheduler import DagScheduler
+from ..._runtime.artifact_store import LocalArtifactStore, log_key, open_artifact_store
+from ..._runtime.run_store import RunStore
+from ..._runtime.scheduler import DagScheduler
 from . import RUN_ID_ENV
 from .containers import StepContainer, step_logger
 from .engine import connect, engine_address, is_local, local_gpu_count

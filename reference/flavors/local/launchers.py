@@ -13,7 +13,7 @@ from pathlib import Path
 
 from orcakit import SubmissionError
 
-from ... import cgroups
+from . import cgroups
 
 
 def describe_exit(code: int, group: cgroups.StepCgroup | None, memory: str | None) -> str:

@@ -20,10 +20,10 @@ from orcakit import (
     SubmissionResult,
 )
 
-from ... import cgroups
-from ...artifact_store import LocalArtifactStore, log_key, open_artifact_store
-from ...run_store import RunStore
-from ...scheduler import DagScheduler
+from . import cgroups
+from ..._runtime.artifact_store import LocalArtifactStore, log_key, open_artifact_store
+from ..._runtime.run_store import RunStore
+from ..._runtime.scheduler import DagScheduler
 from . import RUN_ID_ENV
 from .launchers import ForkServer, exec_step
 

@@ -40,7 +40,7 @@ def _child(runner, request: dict) -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if request.get("cgroups"):
-        from orcakit.reference.cgroups import join
+        from orcakit.reference.flavors.local.cgroups import join
 
         join(request["cgroups"])
     os.environ.clear()

@@ -28,7 +28,7 @@ from rich.text import Text
 from orcakit import ExecutionStatus
 
 if TYPE_CHECKING:
-    from .run_store import RunStore, StepRecord
+    from .._runtime.run_store import RunStore, StepRecord
 
 logger = logging.getLogger("orcakit.cli.progress")
 S = ExecutionStatus

@@ -233,7 +233,7 @@ def flavor_describe(name: str) -> None:
     """
     from rich.table import Table
 
-    from .config_store import config_fields
+    from .._runtime.config_store import config_fields
 
     out = console()
     declared = _flavor_declaration(name)
@@ -388,7 +388,7 @@ def orchestrator_register(ctx: click.Context, name: str, flavor_name: str) -> No
     """
     from orcakit import load_flavor
 
-    from .config_store import ConfigStore
+    from .._runtime.config_store import ConfigStore
 
     values = parse_config_options(ctx.args)
     checked = load_flavor(flavor_name)  # unknown flavor: refused here, listing the registered ones
@@ -399,7 +399,7 @@ def orchestrator_register(ctx: click.Context, name: str, flavor_name: str) -> No
 
 
 def _print_config(out: "Console", config: dict[str, Any], indent: str = "  ") -> None:
-    from .config_store import redact_config
+    from .._runtime.config_store import redact_config
 
     if not config:
         out.print(f"{indent}[dim](all defaults)[/]")
@@ -412,7 +412,7 @@ def orchestrator_list() -> None:
     """List registered orchestrators (secret-looking values redacted)."""
     from rich.table import Table
 
-    from .config_store import ConfigStore, redact_config
+    from .._runtime.config_store import ConfigStore, redact_config
 
     config = ConfigStore().load()
     table = Table()
@@ -431,7 +431,7 @@ def orchestrator_list() -> None:
 @click.argument("name")
 def orchestrator_describe(name: str) -> None:
     """Show one registered orchestrator: flavor, config (secrets redacted), stacks using it."""
-    from .config_store import ConfigStore
+    from .._runtime.config_store import ConfigStore
 
     config = ConfigStore().load()
     entry = ConfigStore().orchestrator(name, config)
@@ -448,7 +448,7 @@ def orchestrator_describe(name: str) -> None:
 @click.argument("name")
 def orchestrator_delete(name: str) -> None:
     """Delete a registered orchestrator (refused while a stack uses it)."""
-    from .config_store import ConfigStore
+    from .._runtime.config_store import ConfigStore
 
     ConfigStore().delete_orchestrator(name)
     console().print(f"deleted orchestrator [bold]{_esc(name)}[/]")
@@ -479,7 +479,7 @@ def _checked_run_store(url: str | None) -> str | None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from .run_store import redact_url
+    from .._runtime.run_store import redact_url
 
     try:
         parsed = make_url(url)
@@ -503,7 +503,7 @@ def _checked_run_store(url: str | None) -> str | None:
 @click.option("--set", "make_active", is_flag=True, help="Also make it the active stack.")
 def stack_register(name: str, orchestrator: str, artifact_store: str | None, run_store: str | None, make_active: bool) -> None:
     """Register stack NAME."""
-    from .config_store import ConfigStore
+    from .._runtime.config_store import ConfigStore
 
     store = ConfigStore()
     store.register_stack(name, orchestrator, _absolute_artifact_store(artifact_store), _checked_run_store(run_store))
@@ -518,7 +518,7 @@ def stack_register(name: str, orchestrator: str, artifact_store: str | None, run
 @click.argument("name")
 def stack_set(name: str) -> None:
     """Make NAME the active stack (what `orcakit run` and pipeline calls use)."""
-    from .config_store import ConfigStore
+    from .._runtime.config_store import ConfigStore
 
     ConfigStore().set_active_stack(name)
     console().print(f"active stack: [bold]{_esc(name)}[/]")
@@ -529,7 +529,7 @@ def stack_list() -> None:
     """List stacks; the active one is marked with '*'."""
     from rich.table import Table
 
-    from .config_store import ConfigStore, redact_config
+    from .._runtime.config_store import ConfigStore, redact_config
 
     config = ConfigStore().load()
     table = Table()
@@ -554,8 +554,8 @@ def stack_list() -> None:
 @click.argument("name", required=False)
 def stack_describe(name: str | None) -> None:
     """Show a stack (default: the active one); the run-store password is redacted."""
-    from .config_store import ConfigStore
-    from .run_store import redact_url
+    from .._runtime.config_store import ConfigStore
+    from .._runtime.run_store import redact_url
 
     store = ConfigStore()
     config = store.load()
@@ -576,7 +576,7 @@ def stack_describe(name: str | None) -> None:
 @click.argument("name")
 def stack_delete(name: str) -> None:
     """Delete a stack (not the active one)."""
-    from .config_store import ConfigStore
+    from .._runtime.config_store import ConfigStore
 
     ConfigStore().delete_stack(name)
     console().print(f"deleted stack [bold]{_esc(name)}[/]")
@@ -664,7 +664,7 @@ def run_command(target: str, stack_name: str | None, params: tuple[str, ...], no
     run ID, status and duration. Exit code 0 when the run COMPLETED, 1 otherwise, 130 after
     Ctrl-C (the run is stopped first when the orchestrator can stop runs).
     """
-    from .config_store import ConfigStore
+    from .._runtime.config_store import ConfigStore
 
     pipeline = load_pipeline(target)
     arguments = parse_params(params)
@@ -697,9 +697,9 @@ def run_with_progress(
 
     ``on_run(run)`` is called once the backend accepted the run; ``live`` forces the renderer
     (default: a live table when ``out`` is a terminal)."""
-    from .client import run_snapshot
+    from .._runtime.client import run_snapshot
     from .progress import ProgressMonitor
-    from .run_store import RunStore
+    from .._runtime.run_store import RunStore
 
     state: dict[str, Any] = {}
 
@@ -891,8 +891,8 @@ def runs() -> None:
 
 
 def _run_store(stack_name: str | None) -> Any:
-    from .config_store import ConfigStore
-    from .run_store import RunStore
+    from .._runtime.config_store import ConfigStore
+    from .._runtime.run_store import RunStore
 
     return RunStore(ConfigStore().stack_spec(stack_name).run_store)
 
@@ -971,7 +971,7 @@ def runs_show(run_id: str, stack_name: str | None) -> None:
     for key, value in rows:
         if value:
             out.print(f"  {key + ':':<16} {_esc(value)}", soft_wrap=True)
-    from .config_store import redact_config
+    from .._runtime.config_store import redact_config
 
     for key, value in redact_config(record.metadata).items():
         if key != "orchestrator_run_id":  # shown above as the backend run ID
@@ -1023,11 +1023,11 @@ def runs_stop(run_id: str, stack_name: str | None, timeout: float) -> None:
 
     from orcakit import UnsupportedFeatureError, load_flavor
 
-    from .artifact_store import load_snapshot, open_artifact_store
-    from .config_store import ConfigStore
+    from .._runtime.artifact_store import load_snapshot, open_artifact_store
+    from .._runtime.config_store import ConfigStore
 
     stack_spec = ConfigStore().stack_spec(stack_name)
-    from .run_store import RunStore
+    from .._runtime.run_store import RunStore
 
     store = RunStore(stack_spec.run_store)
     record = store.get_run(run_id)
@@ -1076,9 +1076,6 @@ def runs_stop(run_id: str, stack_name: str | None, timeout: float) -> None:
         ),
     )
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
 
 # -- certify ---------------------------------------------------------------------------------

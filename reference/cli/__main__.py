@@ -1,0 +1,5 @@
+"""``python -m orcakit.reference.cli``: the ``orcakit`` command."""
+
+from . import main
+
+main()
