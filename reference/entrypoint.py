@@ -21,20 +21,23 @@ import traceback
 from typing import Any
 
 from orcakit import (
+    PLACEHOLDER_RUN_ENV,
+    SNAPSHOT_ID_ENV,
+    ArtifactRef,
     BaseOrchestrator,
+    DynamicRun,
     ExecutionStatus,
     OrcakitError,
     PipelineSnapshot,
+    Step,
+    StepContext,
     StepFailedError,
     StepSpec,
     check_run_id,
     load_flavor,
+    step_context,
 )
-from orcakit.authoring import _DYNAMIC, Step, _as_list, _unique
-from orcakit.context import StepContext, _set_step_context
 from orcakit.sources import import_object
-from orcakit.orchestrator import PLACEHOLDER_RUN_ENV, SNAPSHOT_ID_ENV
-from orcakit.snapshot import ArtifactRef
 
 from ._runtime.artifact_store import (
     ArtifactStore,
@@ -129,12 +132,8 @@ class StepRunner:
                 attempt=attempt,
                 artifact_store=self.artifacts,
             )
-            token = _set_step_context(context)
-            try:
+            with step_context(context):
                 value = func(**arguments)
-            finally:
-                _set_step_context(None)
-                del token
             uri = self.artifacts.put(output_key(run_uuid, step_name), materialize(value))
         except BaseException as exc:  # noqa: BLE001 - every failure must be recorded
             traceback.print_exc()
@@ -167,22 +166,12 @@ class StepRunner:
         """Run a dynamic pipeline's function live; each step call runs as an isolated step."""
         run_id, run_uuid = self.attach()
         self.store.set_run_status(run_uuid, ExecutionStatus.RUNNING)
-        produced: dict[int, tuple[Any, ArtifactRef]] = {}
-        ran: list[str] = []
         base_env = {SNAPSHOT_ID_ENV: self.snapshot.snapshot_id, **self.snapshot.environment}
 
-        def run_dynamic_step(step: Step, args: tuple, kwargs: dict, step_id: str | None, after: Any) -> Any:
-            name = step_id or _unique(step.name, ran)
-
-            def is_ref(value: Any) -> ArtifactRef | None:
-                entry = produced.get(id(value))
-                return entry[1] if entry is not None and entry[0] is value else None
-
-            after_names = [item if isinstance(item, str) else is_ref(item).step for item in _as_list(after)]
-            spec = step.spec(name, step.bind(args, kwargs), after_names, is_ref)
+        def execute(spec: StepSpec) -> Any:
+            name = spec.name
             self.snapshot = self.snapshot.with_step(spec)
             self.artifacts.put(dynamic_step_key(self.snapshot.snapshot_id, name), spec.model_dump_json().encode())
-            ran.append(name)
             self.orchestrator.run_isolated_step(self.snapshot, name, {**base_env, **spec.environment})
             record = self.store.step(run_uuid, name)
             if record is None or record.status is not ExecutionStatus.COMPLETED:
@@ -191,21 +180,17 @@ class StepRunner:
                     f"step {name!r} of dynamic pipeline {self.snapshot.pipeline_name!r} ended {status}"
                     + (f": {record.reason}" if record and record.reason else "")
                 )
-            value = self.load_output(run_uuid, ArtifactRef(step=name))
-            produced[id(value)] = (value, ArtifactRef(step=name))
-            return value
+            return self.load_output(run_uuid, ArtifactRef(step=name))
 
         pipeline = import_source(self.snapshot.pipeline_source, self.snapshot.source_roots)
-        func = getattr(pipeline, "func", pipeline)
-        token = _DYNAMIC.set(run_dynamic_step)
+        dynamic = DynamicRun(execute)
         try:
-            func(**self.snapshot.pipeline_parameters)
+            dynamic.run(getattr(pipeline, "func", pipeline), self.snapshot.pipeline_parameters)
             failed = False
         except BaseException:  # noqa: BLE001
             traceback.print_exc()
             failed = True
-        finally:
-            _DYNAMIC.reset(token)
+        ran = dynamic.ran
         final = self.store.finalize_run(run_uuid, ran)
         if failed and final.status is not ExecutionStatus.FAILED:
             final = self.store.set_run_status(run_uuid, ExecutionStatus.FAILED, reason="the dynamic pipeline function raised")

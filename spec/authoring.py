@@ -217,6 +217,52 @@ def _unique(base: str, taken: dict) -> str:
     return f"{base}_{n}"
 
 
+class DynamicRun:
+    """Runtime hook for a dynamic pipeline's orchestration environment: runs the pipeline
+    function live, turning each step call into a :class:`StepSpec` (a unique name, or the
+    call's ``id=``; ``after=``; outputs of earlier calls as artifact inputs) that ``execute``
+    runs to its end and whose output it returns. A runtime supplies ``execute`` (the reference
+    one launches the step through ``orchestrator.run_isolated_step``).
+
+    ``ran`` lists the step names in call order."""
+
+    def __init__(self, execute: Callable[[StepSpec], Any]) -> None:
+        self.execute = execute
+        self.ran: list[str] = []
+        self._produced: dict[int, tuple[Any, ArtifactRef]] = {}
+
+    def run(self, func: Callable, parameters: dict[str, Any]) -> Any:
+        token = _DYNAMIC.set(self._call)
+        try:
+            return func(**parameters)
+        finally:
+            _DYNAMIC.reset(token)
+
+    def _ref(self, value: Any) -> ArtifactRef | None:
+        entry = self._produced.get(id(value))
+        return entry[1] if entry is not None and entry[0] is value else None
+
+    def _after_name(self, item: Any) -> str:
+        if isinstance(item, str):
+            return item
+        ref = self._ref(item)
+        if ref is None:
+            raise PipelineDefinitionError(
+                f"after= takes step outputs or step ids, got {item!r}",
+                fix="pass the value a step call returned, or that step's name/id",
+            )
+        return ref.step
+
+    def _call(self, step_: "Step", args: tuple, kwargs: dict, step_id: str | None, after: Any) -> Any:
+        name = step_id or _unique(step_.name, self.ran)
+        after_names = [self._after_name(item) for item in _as_list(after)]
+        spec = step_.spec(name, step_.bind(args, kwargs), after_names, self._ref)
+        self.ran.append(name)
+        value = self.execute(spec)
+        self._produced[id(value)] = (value, ArtifactRef(step=name))
+        return value
+
+
 def _as_list(value: Any) -> list:
     if value is None:
         return []
@@ -299,10 +345,9 @@ class Pipeline:
         return PipelineSnapshot(steps=compilation.steps, **common)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Compile and run on the active stack (see ``orcakit stack set``); returns the run."""
-        from orcakit.reference.client import run_pipeline  # the reference runtime, imported on use
-
-        return run_pipeline(self, *args, **kwargs)
+        """Compile and run on the active stack (see ``orcakit stack set``) with the installed
+        runtime (see :func:`load_runner`); returns the run."""
+        return load_runner()(self, *args, **kwargs)
 
 
 def pipeline(func: Callable | None = None, **options: Any) -> Any:
@@ -310,3 +355,38 @@ def pipeline(func: Callable | None = None, **options: Any) -> Any:
     if func is None:
         return lambda f: Pipeline(f, **options)
     return Pipeline(func, **options)
+
+
+#: Entry-point group of pipeline runners: ``run(pipeline, *args, **kwargs) -> run record``.
+#: The contract knows no runtime; orcakit's distribution registers its reference runtime here
+#: (``reference = "orcakit.reference:run_pipeline"``), and another runtime can do the same.
+RUNNER_ENTRY_POINT_GROUP = "orcakit.runners"
+#: Picks one runner by name when several are installed.
+RUNNER_ENV = "ORCAKIT_RUNNER"
+
+
+def load_runner() -> Callable[..., Any]:
+    """The pipeline runner that calling a :class:`Pipeline` uses."""
+    from importlib.metadata import entry_points
+
+    runners = {ep.name: ep for ep in entry_points(group=RUNNER_ENTRY_POINT_GROUP)}
+    wanted = os.environ.get(RUNNER_ENV)
+    if wanted:
+        if wanted not in runners:
+            raise PipelineDefinitionError(
+                f"{RUNNER_ENV}={wanted!r} names no installed pipeline runner (installed: {', '.join(sorted(runners)) or 'none'})",
+                fix=f"unset {RUNNER_ENV} or set it to one of the installed runners",
+            )
+        return runners[wanted].load()
+    if len(runners) == 1:
+        return next(iter(runners.values())).load()
+    if not runners:
+        raise PipelineDefinitionError(
+            "calling a pipeline runs it, but no pipeline runner is installed",
+            why=f"the contract runs pipelines through a runtime registered in the {RUNNER_ENTRY_POINT_GROUP!r} entry-point group",
+            fix="install orcakit as a distribution (pip install orcakit), which registers its reference runtime",
+        )
+    raise PipelineDefinitionError(
+        f"several pipeline runners are installed ({', '.join(sorted(runners))}) and none is chosen",
+        fix=f"set {RUNNER_ENV} to the one to use",
+    )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import OrcakitError
 
@@ -50,6 +51,12 @@ def get_step_context() -> StepContext:
     return context
 
 
-def _set_step_context(context: StepContext | None):
-    """Runtime hook: the step entrypoint sets the context around the user function."""
-    return _CURRENT.set(context)
+@contextmanager
+def step_context(context: StepContext) -> Iterator[StepContext]:
+    """Runtime hook: inside the block, :func:`get_step_context` returns ``context``. A step
+    entrypoint wraps the user function in it (the reference one does)."""
+    token = _CURRENT.set(context)
+    try:
+        yield context
+    finally:
+        _CURRENT.reset(token)

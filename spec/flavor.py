@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from .capabilities import Capabilities
 from .errors import ConfigurationError, FlavorNotFoundError, FlavorRegistrationError
-from .orchestrator import BaseOrchestrator, BaseOrchestratorConfig
+from .orchestrator import BaseOrchestrator, BaseOrchestratorConfig, unimplemented_methods
 from .redaction import is_secret_key
 from .sources import import_object
 
@@ -124,21 +124,14 @@ class Flavor:
                 f"{where}: implementation {self.implementation_source!r} is not a BaseOrchestrator subclass"
             )
         caps = self.capabilities
-        required = {
-            "dynamic_pipelines": ("submit_dynamic_pipeline", "run_isolated_step"),
-            "stop_run": ("stop_run",),
-            "fetch_status": ("fetch_status",),
-            "schedules": ("update_schedule", "delete_schedule", "list_schedules"),
-        }
-        for capability, methods in required.items():
-            if getattr(caps, capability):
-                for method in methods:
-                    if getattr(impl, method) is getattr(BaseOrchestrator, method):
-                        raise FlavorRegistrationError(
-                            f"{where} declares {capability} but {impl.__name__} does not implement {method}()",
-                            why="a declared capability is a promise the conformance suite will test",
-                            fix=f"implement {impl.__name__}.{method}() or remove {capability} from the capabilities",
-                        )
+        for capability in ("dynamic_pipelines", "stop_run", "fetch_status", "schedules"):
+            missing = unimplemented_methods(impl, capability) if getattr(caps, capability) else []
+            if missing:
+                raise FlavorRegistrationError(
+                    f"{where} declares {capability} but {impl.__name__} does not implement {', '.join(m + '()' for m in missing)}",
+                    why="a declared capability is a promise the conformance suite will test",
+                    fix=f"implement {', '.join(impl.__name__ + '.' + m + '()' for m in missing)} or remove {capability} from the capabilities",
+                )
         if impl.__abstractmethods__:
             raise FlavorRegistrationError(
                 f"{where}: {impl.__name__} leaves abstract methods unimplemented: {sorted(impl.__abstractmethods__)}"

@@ -38,6 +38,27 @@ SNAPSHOT_ID_ENV = "ORCAKIT_SNAPSHOT_ID"
 PLACEHOLDER_RUN_ENV = "ORCAKIT_PLACEHOLDER_RUN_ID"
 
 
+def unimplemented(capability: str) -> Callable[[Callable], Callable]:
+    """Mark a method's default as a placeholder that a flavor declaring ``capability`` must
+    override. :meth:`Flavor.check` refuses, at registration, an implementation that declares
+    the capability but still has a marked default anywhere in its class hierarchy (a base
+    class built on this contract marks its own hooks the same way)."""
+
+    def mark(method: Callable) -> Callable:
+        method.__orcakit_unimplemented__ = capability  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+def unimplemented_methods(implementation: type, capability: str) -> list[str]:
+    """Names of the placeholders for ``capability`` that ``implementation`` leaves in place."""
+    return sorted(
+        name for name in dir(implementation)
+        if getattr(getattr(implementation, name, None), "__orcakit_unimplemented__", None) == capability
+    )
+
+
 class ResourcesIgnoredWarning(UserWarning):
     """A step asked for a resource kind its orchestrator declares as WARNED (ignored, loudly)."""
 
@@ -103,6 +124,7 @@ class BaseOrchestrator(ABC):
         """Start every step of a static pipeline on the backend. Should not block: return a
         :class:`SubmissionResult` whose ``wait_for_completion`` blocks instead."""
 
+    @unimplemented("dynamic_pipelines")
     def submit_dynamic_pipeline(
         self,
         snapshot: PipelineSnapshot,
@@ -117,6 +139,7 @@ class BaseOrchestrator(ABC):
             fix="use a static pipeline (dynamic=False) or a flavor that declares dynamic_pipelines",
         )
 
+    @unimplemented("dynamic_pipelines")
     def run_isolated_step(self, snapshot: PipelineSnapshot, step_name: str, environment: dict[str, str]) -> None:
         """Run one step of a dynamic pipeline in its own environment and block until it ended.
         Called from inside the orchestration environment; needed for dynamic pipelines."""
@@ -125,10 +148,12 @@ class BaseOrchestrator(ABC):
             feature="dynamic_pipelines",
         )
 
+    @unimplemented("fetch_status")
     def fetch_status(self, run_id: str) -> ExecutionStatus | None:
         """The backend's view of a run's status, or None when the backend cannot tell."""
         return None
 
+    @unimplemented("stop_run")
     def stop_run(self, run_id: str, graceful: bool = False) -> None:
         """Stop a run on the backend: running steps end STOPPED, pending steps never start."""
         raise UnsupportedFeatureError(
@@ -141,12 +166,15 @@ class BaseOrchestrator(ABC):
         ``None`` means the flavor cannot tell; the conformance suite then checks what it can."""
         return None
 
+    @unimplemented("schedules")
     def update_schedule(self, schedule_id: str, snapshot: PipelineSnapshot) -> None:
         raise UnsupportedFeatureError(f"orchestrator flavor {self.flavor.name!r} has no schedules", feature="schedule")
 
+    @unimplemented("schedules")
     def delete_schedule(self, schedule_id: str) -> None:
         raise UnsupportedFeatureError(f"orchestrator flavor {self.flavor.name!r} has no schedules", feature="schedule")
 
+    @unimplemented("schedules")
     def list_schedules(self) -> list[str]:
         raise UnsupportedFeatureError(f"orchestrator flavor {self.flavor.name!r} has no schedules", feature="schedule")
 

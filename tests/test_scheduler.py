@@ -46,6 +46,7 @@ class Attempt:
     end: float | None = None
     outcome: str | None = None
     recorded_attempt: int | None = None
+    cleanups: int = 0
 
 
 @dataclass
@@ -128,6 +129,10 @@ class FakeHandle:
     def describe_exit(self, code: int) -> str:
         return f"fake process killed (exit {code})"
 
+    def cleanup(self) -> None:
+        assert self.done.is_set(), "cleanup() before the attempt ended"
+        self.record.cleanups += 1
+
 
 def make_run(store: RunStore, upstream: dict[str, list[str]], *, mode=ExecutionMode.CONTINUE_ON_FAILURE, retry: dict[str, StepRetryConfig] | None = None):
     steps = {
@@ -186,6 +191,7 @@ def test_steps_start_after_their_upstream_and_parallelism_is_capped(store, upstr
         for up in upstream[attempt.step]:
             assert attempt.start >= ends[up], f"{attempt.step} started before its upstream {up} ended"
         assert attempt.recorded_attempt == attempt.attempt == 1
+        assert attempt.cleanups == 1, f"{attempt.step}: cleanup() called {attempt.cleanups} times, not once"
     assert backend.max_running <= max_parallelism
     steps = store.steps(run.id)
     assert {name: s.status for name, s in steps.items()} == {name: S.COMPLETED for name in upstream}

@@ -18,6 +18,8 @@ from typing import Any
 
 from orcakit import ArtifactNotFoundError, PipelineSnapshot, StoreError
 
+from .stores import ArtifactStoreKind, artifact_store_kind
+
 
 class ArtifactStore(ABC):
     """Bytes under ``/``-separated keys."""
@@ -153,12 +155,8 @@ class S3ArtifactStore(ArtifactStore):
 
 def open_artifact_store(uri: str, options: dict[str, Any] | None = None) -> ArtifactStore:
     """The artifact store behind ``uri``: a local folder, or ``s3://bucket/prefix``."""
-    if uri.startswith("s3://"):
+    if artifact_store_kind(uri) is ArtifactStoreKind.S3:
         return S3ArtifactStore(uri, **(options or {}))
-    if "://" in uri and not uri.startswith("file://"):
-        raise StoreError(
-            f"artifact store {uri!r}: unknown scheme", fix="use a local folder path or s3://bucket/prefix"
-        )
     return LocalArtifactStore(uri.removeprefix("file://"))
 
 

@@ -38,6 +38,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from orcakit import ExecutionStatus, StoreError
 from orcakit.orchestrator import MAX_RUN_ID_LENGTH
 
+from .stores import RunStoreKind, run_store_kind, sqlite_database
+
 S = ExecutionStatus
 
 
@@ -169,12 +171,10 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _engine(url: str, immediate: bool = True) -> Engine:
-    if url.startswith("sqlite"):
-        from sqlalchemy.engine import make_url
-
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    kind = run_store_kind(url)
+    if kind is not RunStoreKind.NETWORK:
+        if kind is RunStoreKind.SQLITE_FILE:
+            Path(sqlite_database(url)).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -272,7 +272,9 @@ class RunStore:
         """A session for reads only (on SQLite: deferred transactions, so polling a run's
         progress never queues behind the step processes that write it)."""
         if self._read_engine is None:
-            self._read_engine = _engine(self.url, immediate=False) if self.url.startswith("sqlite") else self._engine
+            self._read_engine = (
+                self._engine if run_store_kind(self.url) is RunStoreKind.NETWORK else _engine(self.url, immediate=False)
+            )
         return Session(self._read_engine, expire_on_commit=False)
 
     # -- runs --------------------------------------------------------------------------------
@@ -388,6 +390,19 @@ class RunStore:
             if metadata:
                 row.metadata_json = json.dumps({**json.loads(row.metadata_json or "{}"), **metadata}, default=str)
             return _run_record(row)
+
+    # -- the one stop channel ----------------------------------------------------------------
+
+    def request_stop(self, run_id: str) -> RunRecord:
+        """Ask whichever process drives the run to stop it: the run moves to STOPPING (a
+        finished run stays as it is). Every reference driver polls for this, so a stop works
+        from any process that can open the run store: ``orcakit runs stop``, another client,
+        a scheduler."""
+        return self.set_run_status(run_id, S.STOPPING)
+
+    def stop_requested(self, run_id: str) -> bool:
+        """Whether someone asked for the run to stop (see :meth:`request_stop`)."""
+        return self.get_run(run_id).status in (S.STOPPING, S.CANCELLING)
 
     def finalize_run(self, run_id: str, step_names: list[str] | None = None, stopped: bool = False) -> RunRecord:
         """Derive the run's status from its steps (SPEC STATUS-3) and store it.

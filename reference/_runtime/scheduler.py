@@ -40,6 +40,10 @@ class StepHandle(Protocol):
     def describe_exit(self, code: int) -> str:
         """Why the attempt ended with a non-zero ``code``, in words (e.g. 'OOM-killed')."""
 
+    def cleanup(self) -> None:
+        """Release what the attempt held on the backend (cgroups, a container...) once its end
+        was recorded; called exactly once per launched attempt, after :meth:`wait` returned."""
+
 
 #: ``launch(step_name, attempt) -> StepHandle``; may raise to report the launch failed.
 Launcher = Callable[[str, int], StepHandle]
@@ -179,8 +183,16 @@ class DagScheduler:
                 continue
             name, attempt, code, handle = event
             entry = running.pop(name)
+            if code not in (0, 1) and not entry.stopping and not stopped:
+                # Killed from outside? If a stop was asked for meanwhile (another process's
+                # `runs stop` kills the backend's attempts too), the attempt was stopped, not
+                # failed: ask the run store now rather than at the next poll.
+                self._poll_stop_request(force=True)
+                if self._stop_requested.is_set():
+                    entry.stopping = True
             outcome = self._settle(name, attempt, code, handle, entry.stopping)
-            getattr(handle, "cleanup", lambda: None)()  # e.g. remove the attempt's cgroups
+            if handle is not None:
+                handle.cleanup()
             if outcome is S.RETRYING:
                 retry_at[name] = time.monotonic() + self.retry_delay(name, attempt)
                 self.on_progress(name, S.RETRYING)
@@ -210,12 +222,12 @@ class DagScheduler:
     #: moved the run to STOPPING.
     STOP_POLL_INTERVAL = 0.5
 
-    def _poll_stop_request(self) -> None:
+    def _poll_stop_request(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._last_stop_poll < self.STOP_POLL_INTERVAL:
+        if not force and now - self._last_stop_poll < self.STOP_POLL_INTERVAL:
             return
         self._last_stop_poll = now
-        if self.store.get_run(self.run_uuid).status in (S.STOPPING, S.CANCELLING):
+        if self.store.stop_requested(self.run_uuid):
             self._stop_requested.set()
 
     def skip_downstream(self, name: str, status: dict[str, ExecutionStatus]) -> None:
@@ -281,3 +293,6 @@ class _NoHandle:
 
     def describe_exit(self, code: int) -> str:
         return f"exit code {code}"
+
+    def cleanup(self) -> None:
+        pass

@@ -1,5 +1,10 @@
-"""The local orchestrator: a ``BaseOrchestrator`` built only on orcakit's public contract and the
-shared reference runtime — exactly what a third-party flavor can use."""
+"""The local orchestrator: every step attempt an OS process on this machine.
+
+Built only on orcakit's public contract and the public runtime (:mod:`orcakit.reference`), exactly
+what a third-party flavor can use: :class:`~orcakit.reference.RuntimeOrchestrator` does the run's
+bookkeeping; this module says how a step attempt becomes a process (forked from a fork server,
+or exec-ed) in its own cgroup.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,14 @@ import glob
 import os
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orcakit import (
-    BaseOrchestrator,
-    Capabilities,
-    PipelineSnapshot,
-    ResourceSupport,
-    RunIdError,
-    SubmissionError,
-    SubmissionResult,
-)
+from orcakit import Capabilities, PipelineSnapshot, ResourceSupport, StepSpec, SubmissionError
+from orcakit.reference import RunContext, RuntimeOrchestrator, StackStores, StepHandle
 
-from . import cgroups
-from ..._runtime.artifact_store import LocalArtifactStore, log_key, open_artifact_store
-from ..._runtime.run_store import RunStore
-from ..._runtime.scheduler import DagScheduler
-from . import RUN_ID_ENV
+from . import RUN_ID_ENV, cgroups
 from .launchers import ForkServer, exec_step
 
 
@@ -32,24 +27,20 @@ def host_gpu_count() -> int:
     return len(glob.glob("/dev/nvidia[0-9]*"))
 
 
-class LocalOrchestrator(BaseOrchestrator):
-    #: Runs this process is scheduling, by orchestrator run ID (for stop_run and Ctrl-C).
-    _active: dict[str, DagScheduler] = {}
+@dataclass(frozen=True)
+class _LocalRun:
+    """What every launch of one run shares."""
 
+    client_env: dict[str, str]
+    cwd: str
+    python: str
+    server: ForkServer | None
+
+
+class LocalOrchestrator(RuntimeOrchestrator):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._cgroups: cgroups.CgroupHost | None | bool = False  # False: not probed yet
-
-    # -- contract ----------------------------------------------------------------------------
-
-    def get_orchestrator_run_id(self) -> str:
-        try:
-            return os.environ[RUN_ID_ENV]
-        except KeyError:
-            raise RunIdError(
-                f"{RUN_ID_ENV} is not set, so this code is not running inside a step the local orchestrator launched",
-                fix="call get_orchestrator_run_id() from inside a running step",
-            ) from None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -63,68 +54,69 @@ class LocalOrchestrator(BaseOrchestrator):
             self._cgroups = cgroups.probe(self.config.cgroup_root)
         return self._cgroups
 
-    def submit_pipeline(self, snapshot, base_environment, step_environments, placeholder_run=None) -> SubmissionResult:
-        self._check_requests(snapshot)
-        run_id = self.new_run_id(snapshot)
-        store = RunStore(snapshot.stack.run_store)
-        # The steps take over this submission's placeholder (its ID travels in the base
-        # environment), so the scheduler's records and the steps' land in the same run.
-        run_uuid = placeholder_run.id if placeholder_run is not None else store.get_or_create_run(
-            snapshot.snapshot_id, run_id, snapshot.pipeline_name, self.flavor.name
-        ).id
-        logs = self._log_dir(snapshot)
+    # -- the runtime's hooks -----------------------------------------------------------------
+
+    def check_snapshot(self, snapshot: PipelineSnapshot, stores: StackStores) -> None:
+        """Refuse, before anything runs, what this machine cannot enforce exactly."""
+        available = host_gpu_count()
+        for spec in snapshot.steps.values():
+            if spec.resources.cpu_count is not None and spec.resources.cpu_count < cgroups.MIN_CPU:
+                raise SubmissionError(
+                    f"step {spec.name!r} requests cpu_count={spec.resources.cpu_count}, below {cgroups.MIN_CPU}, the finest CPU share the kernel enforces",
+                    fix=f"request at least {cgroups.MIN_CPU} CPU",
+                )
+            if (spec.resources.gpu_count or 0) > available:
+                raise SubmissionError(
+                    f"step {spec.name!r} requests gpu_count={spec.resources.gpu_count}, but this machine has {available} GPU(s)",
+                    why="the local flavor enforces GPUs by making exactly the requested devices visible",
+                    fix="lower gpu_count or run on a machine (or flavor) with enough GPUs",
+                )
+
+    def prepare_run(self, run: RunContext) -> _LocalRun:
         client_env = dict(os.environ)
         cwd = os.getcwd()
         python = self.config.python or sys.executable
-        server = ForkServer.shared(python, client_env, cwd, logs / "_fork_server.log") if self.config.launcher == "fork" else None
+        # Isolated steps of a dynamic run start from its orchestration process: exec, so that
+        # no fork server lingers there.
+        server = None
+        if self.config.launcher == "fork" and not run.isolated:
+            server = ForkServer.shared(python, client_env, cwd, run.log_dir / "_fork_server.log")
+        return _LocalRun(client_env, cwd, python, server)
 
-        def launch(step_name: str, attempt: int):
-            spec = snapshot.steps[step_name]
-            env = {**client_env, **self.step_environment(snapshot, step_name, step_environments[step_name], run_id, attempt)}
-            group = self.step_cgroup(snapshot, step_name, attempt)
-            log = str(logs / f"{step_name}.log")
-            if server is not None:
-                request = {
-                    "artifact_store": snapshot.stack.artifact_store,
-                    "snapshot": snapshot.snapshot_id,
-                    "step": step_name,
-                    "env": env,
-                    "cwd": cwd,
-                    "log": log,
-                    "cgroups": group.procs_files() if group else [],
-                }
-                return server.launch(request, group, spec.resources.memory)
-            return exec_step(self.step_command(snapshot, step_name, python), env, cwd, log, group, spec.resources.memory)
+    def launch_step(self, run: RunContext, step_name: str, attempt: int) -> StepHandle:
+        local: _LocalRun = run.backend
+        snapshot = run.snapshot
+        spec = snapshot.steps[step_name]
+        env = {**local.client_env, **self.step_environment(snapshot, step_name, run.step_environments[step_name], run.run_id, attempt)}
+        group = self.step_cgroup(snapshot, step_name, attempt)
+        log = str(run.log_path(step_name))
+        if local.server is not None:
+            request = {
+                "artifact_store": snapshot.stack.artifact_store,
+                "snapshot": snapshot.snapshot_id,
+                "step": step_name,
+                "env": env,
+                "cwd": local.cwd,
+                "log": log,
+                "cgroups": group.procs_files() if group else [],
+            }
+            return local.server.launch(request, group, spec.resources.memory)
+        return exec_step(self.step_command(snapshot, step_name, local.python), env, local.cwd, log, group, spec.resources.memory)
 
-        scheduler = self.scheduler_class(snapshot, store, run_uuid, launch, max_parallelism=self.config.max_parallelism)
-        self._active[run_id] = scheduler
-        wait_for_completion = scheduler.start(
-            name=f"orcakit-local-{run_id[:8]}", on_finish=lambda: self._active.pop(run_id, None)
-        )
+    def launch_orchestration(self, run: RunContext, environment: dict[str, str]) -> StepHandle:
+        local: _LocalRun = run.backend
+        command = self.orchestration_command(run.snapshot, local.python)
+        return exec_step(command, {**local.client_env, **environment}, local.cwd, str(run.log_path("_orchestration")), None, None)
 
-        return SubmissionResult(
-            wait_for_completion=wait_for_completion,
-            metadata={"orchestrator_run_id": run_id, "launcher": self.config.launcher, "logs": str(logs)},
-        )
+    def enforcement_environment(self, spec: StepSpec) -> dict[str, str]:
+        """GPUs: exactly the requested devices are visible."""
+        count = spec.resources.gpu_count
+        if count is None:
+            return {}
+        return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(count))}
 
-    # -- the pieces a run is made of (each one overridable, e.g. by the conformance mutants) --
-
-    #: The scheduler that drives a static run.
-    scheduler_class = DagScheduler
-
-    def new_run_id(self, snapshot: PipelineSnapshot) -> str:
-        """A fresh run ID per submission: the local "backend" has no job ID of its own."""
-        return uuid.uuid4().hex
-
-    def step_environment(self, snapshot: PipelineSnapshot, step_name: str, environment: dict[str, str], run_id: str, attempt: int) -> dict[str, str]:
-        """What one attempt of a step gets on top of the client's environment: the environment
-        the base class built, the GPU visibility and the run-ID variable (which wins)."""
-        return {**environment, **self._gpu_env(snapshot.steps[step_name]), RUN_ID_ENV: run_id}
-
-    def stop_run(self, run_id: str, graceful: bool = False) -> None:
-        scheduler = self._active.get(run_id)
-        if scheduler is not None:
-            scheduler.stop()
+    def run_metadata(self, run: RunContext) -> dict[str, Any]:
+        return {"launcher": self.config.launcher}
 
     def leftover_resources(self, snapshot: PipelineSnapshot, run_id: str) -> list[str]:
         leftovers = []
@@ -145,47 +137,7 @@ class LocalOrchestrator(BaseOrchestrator):
                     continue
         return leftovers
 
-    # -- dynamic pipelines -------------------------------------------------------------------
-
-    def submit_dynamic_pipeline(self, snapshot, environment, placeholder_run=None) -> SubmissionResult:
-        run_id = uuid.uuid4().hex
-        logs = self._log_dir(snapshot)
-        env = {**os.environ, **environment, RUN_ID_ENV: run_id}
-        python = self.config.python or sys.executable
-        handle = exec_step(self.orchestration_command(snapshot, python), env, os.getcwd(), str(logs / "_orchestration.log"), None, None)
-
-        def wait_for_completion() -> None:
-            handle.wait()
-
-        return SubmissionResult(wait_for_completion=wait_for_completion, metadata={"orchestrator_run_id": run_id})
-
-    def run_isolated_step(self, snapshot: PipelineSnapshot, step_name: str, environment: dict[str, str]) -> None:
-        # Runs inside the orchestration environment, which carries the run-ID variable.
-        spec = snapshot.steps[step_name]
-        self._check_requests(snapshot)
-        env = {**os.environ, **environment, **self._gpu_env(spec), RUN_ID_ENV: self.get_orchestrator_run_id()}
-        group = self.step_cgroup(snapshot, step_name, 1)
-        log = str(self._log_dir(snapshot) / f"{step_name}.log")
-        python = self.config.python or sys.executable
-        handle = exec_step(self.step_command(snapshot, step_name, python), env, os.getcwd(), log, group, spec.resources.memory)
-        code = handle.wait()
-        handle.cleanup()
-        if code != 0:
-            store = RunStore(snapshot.stack.run_store, create_tables=False)
-            run = store.find_run(snapshot.snapshot_id, self.get_orchestrator_run_id())
-            if run is not None:
-                store.finish_attempt(run.id, step_name, 1, succeeded=False, total_attempts=1, reason=handle.describe_exit(code))
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _log_dir(self, snapshot: PipelineSnapshot) -> Path:
-        store = open_artifact_store(snapshot.stack.artifact_store, snapshot.stack.artifact_store_options)
-        if isinstance(store, LocalArtifactStore):
-            path = store.root / Path(log_key(snapshot.snapshot_id, "x")).parent
-        else:
-            path = Path(os.environ.get("ORCAKIT_HOME", Path.home() / ".orcakit")) / "logs" / snapshot.snapshot_id
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    # -- cgroups ----------------------------------------------------------------------------
 
     def step_cgroup(self, snapshot: PipelineSnapshot, step_name: str, attempt: int) -> cgroups.StepCgroup | None:
         resources = snapshot.steps[step_name].resources
@@ -200,25 +152,3 @@ class LocalOrchestrator(BaseOrchestrator):
     def resource_limits(self, resources) -> tuple[float | None, int | None]:
         """``(CPUs, memory bytes)`` to enforce for a step's ResourceSettings."""
         return resources.cpu_count, resources.memory_bytes
-
-    def _gpu_env(self, spec) -> dict[str, str]:
-        count = spec.resources.gpu_count
-        if count is None:
-            return {}
-        return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(count))}
-
-    def _check_requests(self, snapshot: PipelineSnapshot) -> None:
-        """Refuse, before anything runs, what this machine cannot enforce exactly."""
-        available = host_gpu_count()
-        for spec in snapshot.steps.values():
-            if spec.resources.cpu_count is not None and spec.resources.cpu_count < cgroups.MIN_CPU:
-                raise SubmissionError(
-                    f"step {spec.name!r} requests cpu_count={spec.resources.cpu_count}, below {cgroups.MIN_CPU}, the finest CPU share the kernel enforces",
-                    fix=f"request at least {cgroups.MIN_CPU} CPU",
-                )
-            if (spec.resources.gpu_count or 0) > available:
-                raise SubmissionError(
-                    f"step {spec.name!r} requests gpu_count={spec.resources.gpu_count}, but this machine has {available} GPU(s)",
-                    why="the local flavor enforces GPUs by making exactly the requested devices visible",
-                    fix="lower gpu_count or run on a machine (or flavor) with enough GPUs",
-                )
