@@ -4,9 +4,9 @@ This package is the public surface a flavor author and a pipeline author use; ev
 (``orcakit.reference``, ``orcakit.conformance``) is built on exactly these names.
 """
 
-from .authoring import Pipeline, Step, StepOutput, pipeline, step
+from .authoring import RUNNER_ENTRY_POINT_GROUP, DynamicRun, Pipeline, Step, StepOutput, load_runner, pipeline, step
 from .capabilities import Capabilities, ResourceSupport
-from .context import StepContext, get_step_context
+from .context import StepContext, get_step_context, step_context
 from .errors import (
     ArtifactNotFoundError,
     ConfigurationError,
@@ -25,12 +25,16 @@ from .errors import (
 from .flavor import FLAVOR_ENTRY_POINT_GROUP, Flavor, available_flavors, load_flavor
 from .orchestrator import (
     MAX_RUN_ID_LENGTH,
+    PLACEHOLDER_RUN_ENV,
+    SNAPSHOT_ID_ENV,
+    STEP_ENTRYPOINT_MODULE,
     BaseOrchestrator,
     BaseOrchestratorConfig,
     ContainerizedOrchestrator,
     ResourcesIgnoredWarning,
     SubmissionResult,
     check_run_id,
+    unimplemented,
 )
 from .settings import MEMORY_UNITS, ResourceSettings, Schedule, StepRetryConfig, parse_memory
 from .snapshot import ArtifactRef, ComponentSpec, PipelineSnapshot, StackSpec, StepSpec
@@ -50,4 +54,7 @@ __all__ = [
     "StepRetryConfig", "StepSpec", "StoreError", "SubmissionError", "SubmissionResult",
     "UnsupportedFeatureError", "available_flavors", "check_run_id", "get_step_context", "load_flavor",
     "parse_memory", "pipeline", "step", "SPEC_VERSION", "__version__",
+    # runtime hooks: what a runtime (orcakit.reference, or another) builds on
+    "DynamicRun", "PLACEHOLDER_RUN_ENV", "RUNNER_ENTRY_POINT_GROUP", "SNAPSHOT_ID_ENV", "STEP_ENTRYPOINT_MODULE",
+    "load_runner", "step_context", "unimplemented",
 ]
