@@ -179,7 +179,8 @@ def probe(spec: dict, **inputs: Any) -> dict:
 
 @pipeline
 def probe_dag(dag: dict) -> None:
-    """Build a DAG of probes from its JSON description (see ``harness.ProbeDag``):
+    """Build a DAG of probes from its JSON description (as made by ``strategies.dags`` and
+    ``harness.chain``, compiled by ``harness.FlavorUnderTest.compile_dag``):
     ``{"nodes": [{"name", "upstream": [...], "spec": {...}, "resources": {...}, "retry": {...},
     "environment": {...}}]}`` in topological order. Data edges: upstream outputs are passed as
     inputs named ``in_<upstream>``, so ordering and data flow are both exercised."""

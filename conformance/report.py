@@ -1,11 +1,12 @@
 """The certification bundle: ``report.json`` (schema-versioned), ``junit.xml`` (written by
-pytest's junitxml) and a self-contained ``report.html``; and :func:`verify_bundle`, which checks
-that a bundle is complete and consistent and recomputes whether it certifies."""
+pytest's junitxml) and a self-contained ``report.html`` (rendered from the Jinja2 template
+``templates/report.html.j2``); and :func:`verify_bundle`, which checks that a bundle is
+complete and consistent and recomputes whether it certifies."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import html
 import json
 import os
 import platform
@@ -131,57 +132,28 @@ def write_bundle(report: dict, directory: Path) -> None:
     (directory / "report.html").write_text(render_html(report))
 
 
-_COLORS = {"passed": "#1a7f37", "failed": "#cf222e", "error": "#9a6700", "unsupported": "#57606a", "disabled": "#8250df", "untested": "#cf222e"}
+@functools.cache
+def _templates() -> "jinja2.Environment":
+    """The report templates, shipped as package data in ``orcakit/conformance/templates``
+    (Jinja2 is imported here: reading and verifying a bundle does not need it)."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("orcakit.conformance", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    environment.filters["json"] = json.dumps
+    return environment
 
 
 def render_html(report: dict) -> str:
-    e = html.escape
-    flavor, run = report["flavor"], report["run"]
-    v = report["verdict"]
-    badge = ("CERTIFIED", "#1a7f37") if v["certified"] else ("NOT CERTIFIED", "#cf222e")
-
-    def outcome_cell(outcome: str) -> str:
-        return f'<td><span class="o" style="background:{_COLORS.get(outcome, "#57606a")}">{e(outcome)}</span></td>'
-
-    rows = "".join(
-        f"<tr><td><code>{e(r['id'])}</code></td><td>{e(r['level'])}</td><td>{e(r['title'])}</td>{outcome_cell(r['outcome'])}<td>{e(', '.join(r['checks']))}</td></tr>"
-        for r in report["requirements"]
-    )
-    failures = "".join(
-        f"<details open><summary><code>{e(c['name'])}</code> — {e(c['outcome'])} [{e(', '.join(c['requirements']))}]</summary>"
-        f"<pre>{e(c.get('message') or '')}</pre><p>Reproduce: <code>{e(c.get('reproducer') or '')}</code></p></details>"
-        for c in report["checks"]
-        if c["outcome"] in ("failed", "error")
-    )
-    caps = "".join(f"<tr><td>{e(k)}</td><td><code>{e(json.dumps(val))}</code></td></tr>" for k, val in flavor["capabilities"].items())
-    config = e(json.dumps(flavor["config"], indent=2, sort_keys=True))
-    counts = " · ".join(f"{n} {e(o)}" for o, n in report["summary"].items())
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>orcakit conformance — {e(flavor['name'])}</title>
-<meta name="orcakit-report-digest" content="{_digest(report)}">
-<style>
-body{{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1f2328}}
-h1{{margin:0 0 .3rem}} .badge{{display:inline-block;padding:.3rem .8rem;border-radius:6px;color:#fff;font-weight:700}}
-table{{border-collapse:collapse;width:100%;margin:1rem 0}} td,th{{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}}
-.o{{color:#fff;border-radius:4px;padding:.1rem .45rem;font-size:12px}} pre{{background:#f6f8fa;padding:.7rem;overflow:auto;white-space:pre-wrap}}
-.meta td:first-child{{color:#57606a;width:14rem}}
-</style></head><body>
-<h1>orcakit conformance: <code>{e(flavor['name'])}</code> {e(flavor['version'])}</h1>
-<p><span class="badge" style="background:{badge[1]}">{badge[0]}</span> {e('; '.join(v['reasons'][:10]))}</p>
-<table class="meta">
-<tr><td>suite / spec</td><td>{e(report['suite']['version'])} / spec {e(report['spec_version'])} (report schema {report['schema_version']})</td></tr>
-<tr><td>profile · seed</td><td>{e(run['profile'])} · {e(str(run['seed']))}{' · certify' if run['certify'] else ''}</td></tr>
-<tr><td>checks</td><td>{counts}</td></tr>
-<tr><td>command</td><td><code>{e(run['command'])}</code></td></tr>
-<tr><td>environment</td><td>{e(report['environment']['platform'])}, Python {e(report['environment']['python'])}, {report['environment']['cpus']} CPUs</td></tr>
-<tr><td>run-ID variable</td><td><code>{e(flavor['run_id_env_var'])}</code></td></tr>
-</table>
-<h2>Requirements</h2><table><tr><th>ID</th><th>level</th><th>requirement</th><th>outcome</th><th>checks</th></tr>{rows}</table>
-<h2>Failures</h2>{failures or '<p>None.</p>'}
-<h2>Capabilities</h2><table>{caps}</table>
-<h2>Configuration (redacted)</h2><pre>{config}</pre>
-</body></html>
-"""
+    """The self-contained ``report.html`` (its style sheet inlined) of a report; every value is
+    escaped, and the page carries the digest that ties it to ``report.json``."""
+    failures = [check for check in report["checks"] if check["outcome"] in ("failed", "error")]
+    template = _templates().get_template("report.html.j2")
+    return template.render(report=report, failures=failures, digest=_digest(report))
 
 
 def verify_bundle(directory: Path) -> tuple[bool, list[str]]:

@@ -52,9 +52,16 @@ if TYPE_CHECKING:  # the same names, for type checkers and for import-linter's g
         save_snapshot,
     )
     from ._runtime.client import run_pipeline, run_snapshot
+    from ._runtime.container_config import ContainerRuntimeConfig
     from ._runtime.config_store import ConfigStore
-    from ._runtime.containers import ContainerRuntimeOrchestrator, ContainerRuntimeConfig, ContainerSpec
-    from ._runtime.image_recipe import ImageRecipe, TargetPython
+    from ._runtime.containers import (
+        LABEL_ROLE,
+        LABEL_RUN,
+        LABEL_SNAPSHOT,
+        ContainerRuntimeOrchestrator,
+        ContainerSpec,
+    )
+    from ._runtime.image_recipe import PROBE_SCRIPT, ImagePlan, ImageRecipe, StepImage, TargetPython
     from ._runtime.orchestrator import RunContext, RuntimeOrchestrator
     from ._runtime.run_store import AttemptRecord, RunRecord, RunStore, StepRecord, redact_url
     from ._runtime.scheduler import EXIT_NOT_ATTACHED, DagScheduler, Launcher, StepHandle
@@ -70,8 +77,12 @@ _EXPORTS: dict[str, str] = {
     ),
     **dict.fromkeys(["run_pipeline", "run_snapshot"], "._runtime.client"),
     "ConfigStore": "._runtime.config_store",
-    **dict.fromkeys(["ContainerRuntimeOrchestrator", "ContainerRuntimeConfig", "ContainerSpec"], "._runtime.containers"),
-    **dict.fromkeys(["ImageRecipe", "TargetPython"], "._runtime.image_recipe"),
+    "ContainerRuntimeConfig": "._runtime.container_config",
+    **dict.fromkeys(
+        ["LABEL_ROLE", "LABEL_RUN", "LABEL_SNAPSHOT", "ContainerRuntimeOrchestrator", "ContainerSpec"],
+        "._runtime.containers",
+    ),
+    **dict.fromkeys(["PROBE_SCRIPT", "ImagePlan", "ImageRecipe", "StepImage", "TargetPython"], "._runtime.image_recipe"),
     **dict.fromkeys(["RunContext", "RuntimeOrchestrator"], "._runtime.orchestrator"),
     **dict.fromkeys(["AttemptRecord", "RunRecord", "RunStore", "StepRecord", "redact_url"], "._runtime.run_store"),
     **dict.fromkeys(["EXIT_NOT_ATTACHED", "DagScheduler", "Launcher", "StepHandle"], "._runtime.scheduler"),

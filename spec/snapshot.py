@@ -6,9 +6,9 @@ a file for a local process, a mounted folder for a container, an object in S3 fo
 
 from __future__ import annotations
 
+import graphlib
 import re
 import uuid
-from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
@@ -204,43 +204,27 @@ class PipelineSnapshot(BaseModel):
 
 
 def topological_order(upstream: dict[str, tuple[str, ...] | list[str]]) -> list[str]:
-    """Kahn's algorithm over ``{step: upstream steps}``; raises :class:`CycleError`."""
-    remaining = {name: set(ups) for name, ups in upstream.items()}
-    for name, ups in remaining.items():
-        unknown = ups - remaining.keys()
+    """Step names of ``{step: upstream steps}`` so that every step comes after all its upstream
+    steps; raises :class:`CycleError` naming the cycle.
+
+    The order is :meth:`graphlib.TopologicalSorter.static_order`: steps become ready in
+    definition order (the order of ``upstream``), and the ready ones come out first-in,
+    first-out, so ties keep definition order.
+    """
+    for name, ups in upstream.items():
+        unknown = set(ups) - upstream.keys()
         if unknown:
             raise PipelineDefinitionError(
                 f"step {name!r} depends on unknown step(s) {sorted(unknown)}",
                 fix="pass the output of a step called in the same pipeline, or its name in after=",
             )
-    children: dict[str, list[str]] = {name: [] for name in remaining}
-    for name, ups in remaining.items():
-        for up in ups:
-            children[up].append(name)
-    waiting = {name: len(ups) for name, ups in remaining.items()}
-    ready = deque(name for name, count in waiting.items() if count == 0)
-    order: list[str] = []
-    while ready:
-        current = ready.popleft()
-        order.append(current)
-        for child in children[current]:
-            waiting[child] -= 1
-            if waiting[child] == 0:
-                ready.append(child)
-    if len(order) != len(remaining):
-        done = set(order)
-        raise CycleError(_find_cycle({n: u for n, u in remaining.items() if n not in done}))
-    return order
-
-
-def _find_cycle(upstream: dict[str, set[str]]) -> list[str]:
-    start = next(iter(upstream))
-    path, seen = [start], {start: 0}
-    current = start
-    while True:
-        current = next(up for up in sorted(upstream[current]) if up in upstream)
-        if current in seen:
-            cycle = path[seen[current]:] + [current]
-            return list(reversed(cycle))
-        seen[current] = len(path)
-        path.append(current)
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name in upstream:  # every node first, so that ready ties come out in definition order
+        sorter.add(name)
+    for name, ups in upstream.items():
+        sorter.add(name, *dict.fromkeys(ups))
+    try:
+        return list(sorter.static_order())
+    except graphlib.CycleError as cycle:
+        # graphlib lists the cycle so that each step is an upstream step of the next one
+        raise CycleError(list(cycle.args[1])) from None

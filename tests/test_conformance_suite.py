@@ -1,13 +1,15 @@
-"""The conformance suite as a product: the plugin, its outcomes, reports and coverage."""
+"""The conformance suite as a product: the plugin, its outcomes, reports and coverage.
+
+The plugin is exercised through pytest's own ``pytester``: each run is a pytest subprocess (the
+suite starts real step processes) in the test's own folder, with the test's ``ORCAKIT_HOME`` and
+``PYTHONPATH`` (set by conftest.py) in its environment.
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
-import os
 import pkgutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,12 +17,19 @@ import pytest
 from orcakit.catalogue import load_catalogue
 from orcakit.conformance.report import verify_bundle
 
-PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+pytest_plugins = ["pytester"]
+
+#: seconds one run of the suite may take
+TIMEOUT = 900
 
 
-def run_pytest(cwd: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ORCAKIT_HOME": str(cwd / ".home")}
-    return subprocess.run([*PYTEST, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+def run_pytest(pytester: pytest.Pytester, *args: str, timeout: float = TIMEOUT) -> pytest.RunResult:
+    """``pytest -p no:cacheprovider ARGS`` in a subprocess, in ``pytester.path``."""
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
+
+
+def tail(result: pytest.RunResult, chars: int) -> str:
+    return result.stdout.str()[-chars:]
 
 
 def suite_requirements() -> dict[str, set[str]]:
@@ -50,38 +59,44 @@ def test_every_must_requirement_has_a_check():
     assert not unknown, f"checks cite requirement IDs the catalogue does not have: {unknown}"
 
 
-def test_plugin_stays_out_of_the_way_without_flavor(tmp_path):
-    (tmp_path / "test_mine.py").write_text("def test_ok():\n    assert 1 + 1 == 2\n")
-    result = run_pytest(tmp_path, "-q")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed" in result.stdout and "check_" not in result.stdout
-    help_text = run_pytest(tmp_path, "--help").stdout
-    assert "--flavor=NAME" in help_text and "--conformance-profile" in help_text
+def test_plugin_stays_out_of_the_way_without_flavor(pytester):
+    pytester.makepyfile(test_mine="def test_ok():\n    assert 1 + 1 == 2\n")
+    result = run_pytest(pytester, "-q")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*1 passed*"])
+    assert "check_" not in result.stdout.str()
+    help_text = run_pytest(pytester, "--help")
+    help_text.stdout.fnmatch_lines(["*--flavor=NAME*", "*--conformance-profile*"])
 
 
-def test_unknown_flavor_is_a_usage_error_naming_the_registered_ones(tmp_path):
-    result = run_pytest(tmp_path, "--flavor=nope")
-    assert result.returncode == 4, result.stdout + result.stderr
-    assert "no orchestrator flavor named 'nope'" in result.stderr and "local" in result.stderr
+def test_unknown_flavor_is_a_usage_error_naming_the_registered_ones(pytester):
+    result = run_pytest(pytester, "--flavor=nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
+    result.stderr.fnmatch_lines(["*no orchestrator flavor named 'nope'*"])
+    assert "local" in result.stderr.str()
 
 
-def test_certify_refuses_disabled_requirements(tmp_path):
-    result = run_pytest(tmp_path, "--flavor=local", "--certify", "--disable-requirement=RES-6")
-    assert result.returncode == 4 and "not allowed" in result.stderr
+def test_certify_refuses_disabled_requirements(pytester):
+    result = run_pytest(pytester, "--flavor=local", "--certify", "--disable-requirement=RES-6")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*not allowed*"])
 
 
-def test_unknown_requirement_id_is_refused(tmp_path):
-    result = run_pytest(tmp_path, "--flavor=local", "--requirement=NOPE-1")
-    assert result.returncode == 4 and "NOPE-1" in result.stderr
+def test_unknown_requirement_id_is_refused(pytester):
+    result = run_pytest(pytester, "--flavor=local", "--requirement=NOPE-1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*NOPE-1*"])
 
 
-def test_outcomes_disabled_unsupported_and_passed_are_reported(tmp_path):
-    report_dir = tmp_path / "bundle"
+def test_outcomes_disabled_unsupported_and_passed_are_reported(pytester):
+    report_dir = pytester.path / "bundle"
     result = run_pytest(
-        tmp_path, "--flavor=local", "--requirement=RES-6", "--requirement=SCHED-1", "--requirement=SCHED-3",
+        pytester, "--flavor=local", "--requirement=RES-6", "--requirement=SCHED-1", "--requirement=SCHED-3",
         "--disable-requirement=RES-6", f"--report-dir={report_dir}",
     )
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.ret == 0, tail(result, 3000)
+    assert not {"failed", "errors"} & set(result.parseoutcomes())
     report = json.loads((report_dir / "report.json").read_text())
     outcome = {row["id"]: row["outcome"] for row in report["requirements"]}
     assert outcome["RES-6"] == "disabled"
@@ -90,30 +105,38 @@ def test_outcomes_disabled_unsupported_and_passed_are_reported(tmp_path):
     assert report["verdict"]["certified"] is False
 
 
-def test_environment_faults_are_errors_not_failures(tmp_path):
-    report_dir = tmp_path / "bundle"
+def test_environment_faults_are_errors_not_failures(pytester):
+    report_dir = pytester.path / "bundle"
     result = run_pytest(
-        tmp_path, "--flavor=local", "--requirement=RUNID-2", "--conformance-run-store=sqlite:////proc/orcakit/none.db",
+        pytester, "--flavor=local", "--requirement=RUNID-2", "--conformance-run-store=sqlite:////proc/orcakit/none.db",
         f"--report-dir={report_dir}",
     )
-    assert result.returncode != 0
+    assert result.ret != 0
     report = json.loads((report_dir / "report.json").read_text())
     outcomes = {check["outcome"] for check in report["checks"]}
     assert outcomes == {"error"}, report["checks"]
 
 
-@pytest.fixture(scope="module")
-def quick_bundle(tmp_path_factory):
+#: the one quick run of the whole suite, shared by the tests that read it (``pytester`` is
+#: per test, so the first test that asks runs it)
+_QUICK_RUN: list[tuple[pytest.RunResult, Path]] = []
+
+
+@pytest.fixture
+def quick_bundle(pytester, tmp_path_factory) -> tuple[pytest.RunResult, Path]:
     """One quick run of the whole suite against the reference local flavor."""
-    cwd = tmp_path_factory.mktemp("empty")
-    bundle = cwd / "bundle"
-    result = run_pytest(cwd, "--flavor=local", "--conformance-profile=quick", f"--report-dir={bundle}")
-    return result, bundle
+    if not _QUICK_RUN:
+        bundle = tmp_path_factory.mktemp("quick") / "bundle"
+        result = run_pytest(pytester, "--flavor=local", "--conformance-profile=quick", f"--report-dir={bundle}")
+        _QUICK_RUN.append((result, bundle))
+    return _QUICK_RUN[0]
 
 
 def test_reference_local_flavor_passes_the_whole_suite(quick_bundle):
     result, bundle = quick_bundle
-    assert result.returncode == 0, result.stdout[-6000:]
+    assert result.ret == 0, tail(result, 6000)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) > 0 and not {"failed", "errors"} & set(outcomes), outcomes
     report = json.loads((bundle / "report.json").read_text())
     bad = {row["id"]: row["outcome"] for row in report["requirements"] if row["outcome"] in ("failed", "error", "untested") and row["level"] == "MUST"}
     assert not bad, bad
@@ -137,9 +160,10 @@ def test_bundle_is_complete_consistent_and_tamper_evident(quick_bundle, tmp_path
     assert not certifies and problems
 
 
-def test_failures_print_a_one_line_reproducer(tmp_path):
-    result = run_pytest(tmp_path, "--flavor=orcakit.conformance.mutants:FixedRunId", "--requirement=RUNID-2",
+def test_failures_print_a_one_line_reproducer(pytester):
+    result = run_pytest(pytester, "--flavor=orcakit.conformance.mutants:FixedRunId", "--requirement=RUNID-2",
                         "--conformance-profile=quick", "--conformance-seed=7")
-    assert result.returncode == 1, result.stdout[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line.strip().startswith("[RUNID-2]") and "pytest --flavor" in line]
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, tail(result, 3000)
+    assert result.parseoutcomes().get("failed", 0) >= 1
+    lines = [line for line in result.outlines if line.strip().startswith("[RUNID-2]") and "pytest --flavor" in line]
     assert lines and "--conformance-seed=7" in lines[0] and " -k " in lines[0]

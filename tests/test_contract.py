@@ -361,6 +361,40 @@ def test_topological_order_respects_every_edge(upstream):
             assert position[up] < position[name]
 
 
+def kahn_first_in_first_out(upstream: dict[str, list[str]]) -> list[str]:
+    """The reference order: Kahn's algorithm with a first-in, first-out queue of ready steps,
+    seeded in definition order; a step that becomes ready joins the queue after the ones already
+    waiting (the children of one step join in definition order)."""
+    waiting = {name: set(ups) for name, ups in upstream.items()}
+    queue = [name for name, ups in waiting.items() if not ups]
+    order: list[str] = []
+    while queue:
+        current = queue.pop(0)
+        order.append(current)
+        for name, ups in waiting.items():
+            if current in ups:
+                ups.discard(current)
+                if not ups:
+                    queue.append(name)
+    return order
+
+
+@given(dags(), st.randoms(use_true_random=False))
+def test_topological_order_keeps_definition_order_on_ties(upstream, rnd):
+    # the definition order need not be a topological one: shuffle it
+    names = list(upstream)
+    rnd.shuffle(names)
+    shuffled = {name: upstream[name] for name in names}
+    assert topological_order(shuffled) == kahn_first_in_first_out(shuffled)
+    assert snapshot_of(shuffled).topological_order() == kahn_first_in_first_out(shuffled)
+
+
+def test_topological_order_ties_come_out_first_in_first_out():
+    # a and b are ready at once; x becomes ready after a, so it waits behind b
+    assert topological_order({"a": [], "x": ["a"], "b": []}) == ["a", "b", "x"]
+    assert topological_order({"x": ["c"], "b": [], "c": []}) == ["b", "c", "x"]
+
+
 @given(dags(min_size=1), st.data())
 def test_a_back_edge_makes_a_cycle_error_naming_the_cycle(upstream, data):
     # add one edge from a step to one of its ancestors (or to itself): a cycle

@@ -574,11 +574,13 @@ def _driver(project: Path, stack: StackSpec, seconds: float) -> tuple[subprocess
 
 def test_stop_run_from_another_process(pipes, project, docker_stack, engine):
     """`orcakit runs stop` runs in another process than the one driving the run: the stop request
-    goes through the engine, and the run still ends STOPPED (not FAILED), with nothing left."""
+    goes through the run store (the one stop channel), the backend's containers are killed, and
+    the run still ends STOPPED (not FAILED), with nothing left."""
     stack = docker_stack()
     proc, submitted = _driver(project, stack, 60)
     try:
         wait_for_mark(stack, submitted["run"], "long")
+        RunStore(stack.run_store).request_stop(submitted["run"])  # what `orcakit runs stop` does first
         orchestrator(stack).stop_run(submitted["run_id"])
         out, err = proc.communicate(timeout=60)
     finally:

@@ -4,34 +4,35 @@ its bug violates. Prints the mutation score."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from orcakit.conformance.mutants import ALL
 
+# each suite run is a pytest subprocess (the suite starts real step processes) in the test's own
+# folder, with the test's ORCAKIT_HOME and PYTHONPATH (set by conftest.py)
+pytest_plugins = ["pytester"]
+
 CAUGHT: dict[str, bool] = {}
 
 
 @pytest.mark.parametrize("mutant", ALL, ids=[m.__name__ for m in ALL])
-def test_suite_catches_mutant(mutant, tmp_path: Path):
+def test_suite_catches_mutant(mutant, pytester: pytest.Pytester):
     expected = sorted(mutant.violates)
-    bundle = tmp_path / "bundle"
-    command = [
-        sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+    bundle = pytester.path / "bundle"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider",
         f"--flavor=orcakit.conformance.mutants:{mutant.__name__}", "--conformance-profile=quick",
         "--conformance-seed=20261121", f"--report-dir={bundle}", *[f"--requirement={r}" for r in expected],
-    ]
-    env = {**os.environ, "ORCAKIT_HOME": str(tmp_path / "home")}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        timeout=600,
+    )
     report = json.loads((bundle / "report.json").read_text())
     outcome = {row["id"]: row["outcome"] for row in report["requirements"]}
     missed = [r for r in expected if outcome[r] != "failed"]
-    CAUGHT[mutant.__name__] = not missed and result.returncode == 1
-    assert result.returncode == 1, f"the suite passed against mutant {mutant.__name__} ({mutant.bug})\n{result.stdout[-3000:]}"
+    CAUGHT[mutant.__name__] = not missed and result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, (
+        f"the suite passed against mutant {mutant.__name__} ({mutant.bug})\n{result.stdout.str()[-3000:]}"
+    )
     assert not missed, f"mutant {mutant.__name__} ({mutant.bug}) was not caught on {missed}: {outcome}"
     errors = [c["name"] for c in report["checks"] if c["outcome"] == "error"]
     assert not errors, f"harness errors instead of verdicts: {errors}"

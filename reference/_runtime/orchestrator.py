@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,13 +322,3 @@ def settle_dynamic_run(stores: StackStores, snapshot: PipelineSnapshot, run_id: 
         store.set_run_status(run.id, status, reason=reason)
     finally:
         store.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds passed; whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()

@@ -6,35 +6,15 @@ import re
 
 from pydantic import Field, field_validator
 
-from orcakit import BaseOrchestratorConfig
+from orcakit.reference import ContainerRuntimeConfig
 
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
 
 
-class DockerOrchestratorConfig(BaseOrchestratorConfig):
-    parent_image: str = Field(
-        default="orcakit/python-base:bookworm",
-        description=(
-            "local image the step image is built FROM: needs python3 (>= 3.11) and pip. Never pulled "
-            "(no registry is assumed); scripts/testenv/ensure-base-image.sh builds the default offline"
-        ),
-    )
-    image: str | None = Field(
-        default=None,
-        description="a ready step image (orcakit and the step code installed) to use instead of building one",
-    )
-    requirements: list[str] = Field(
-        default_factory=list,
-        description="more pip requirements for the step image (wheels are fetched on the host, never in the build)",
-    )
-    code_paths: list[str] = Field(
-        default_factory=list,
-        description=(
-            "more files or folders copied next to the step code (importable by their name); the packages "
-            "the steps come from are found automatically"
-        ),
-    )
-    max_parallelism: int = Field(default=8, ge=1, description="how many step containers may run at once")
+class DockerOrchestratorConfig(ContainerRuntimeConfig):
+    """The shared container fields (parent_image, image, requirements, code_paths, max_parallelism,
+    forward_environment, wheel_cache) and the Docker engine's own."""
+
     user: str | None = Field(
         default="1000:1000",
         description="UID[:GID] (or name) the step containers run as; non-root by default. None: the image's user",
@@ -50,10 +30,6 @@ class DockerOrchestratorConfig(BaseOrchestratorConfig):
             "(PostgreSQL run store, S3 endpoint) is on this machine's loopback address, else the engine's default"
         ),
     )
-    forward_environment: list[str] = Field(
-        default_factory=lambda: ["AWS_*"],
-        description="client environment variables (fnmatch patterns) passed into every step container, e.g. S3 credentials",
-    )
     stream_logs: bool = Field(
         default=True,
         description=(
@@ -65,10 +41,6 @@ class DockerOrchestratorConfig(BaseOrchestratorConfig):
         default=None,
         ge=0,
         description="GPUs the engine can hand out (default: the /dev/nvidiaN devices of this machine when the engine is local, else 0)",
-    )
-    wheel_cache: str | None = Field(
-        default=None,
-        description="where host-built wheels are cached (default: $ORCAKIT_CACHE/wheels, ORCAKIT_CACHE defaulting to ~/.cache/orcakit)",
     )
     engine_timeout: float = Field(default=60.0, gt=0, description="seconds one Docker API call may take")
 
