@@ -5,7 +5,7 @@ milliseconds. So a client process starts one server that imports orcakit once an
 child per step attempt, for every run the client submits (snapshots are loaded on first use and
 kept). Each child is a real OS process of its own: it sets its environment to exactly the
 step's, joins its cgroups, sends its output to the step log and runs the same
-:class:`~orcakit.reference.entrypoint.StepRunner` that ``python -m ...entrypoint step`` runs.
+:class:`~orcakit.reference.StepRunner` that ``python -m ...entrypoint step`` runs.
 User modules are imported in the child, after its environment is set.
 
 Protocol (JSON lines): the client writes ``{"id", "artifact_store", "snapshot", "step", "env",
@@ -63,7 +63,7 @@ class _Runners:
     def get(self, artifact_store: str, snapshot_id: str):
         key = (artifact_store, snapshot_id)
         if key not in self._runners:
-            from orcakit.reference.entrypoint import StepRunner
+            from orcakit.reference import StepRunner
 
             runner = self._runners[key] = StepRunner(artifact_store, snapshot_id)
             try:
@@ -77,7 +77,7 @@ class _Runners:
 
 
 def main() -> None:
-    import orcakit.reference.entrypoint  # noqa: F401 - the imports every child shares
+    from orcakit.reference import StepRunner  # noqa: F401 - the step entrypoint: the imports every child shares
 
     runners = _Runners()
     out = sys.stdout
