@@ -203,10 +203,10 @@ class RunsAfterFailure(Mutant):
 
 
 class _SwallowingScheduler(DagScheduler):
-    def _settle(self, name, attempt, code, handle, stopping):
+    def settle(self, name, attempt, code, handle, stopping):
         if code not in (0, 1) and not stopping:
             return ExecutionStatus.COMPLETED  # a dead step process counts as success, unrecorded
-        return super()._settle(name, attempt, code, handle, stopping)
+        return super().settle(name, attempt, code, handle, stopping)
 
 
 class SwallowsFailureOrchestrator(LocalOrchestrator):
@@ -237,8 +237,8 @@ class IgnoresFailFast(Mutant):
 
 
 class _OffByOneRetryScheduler(DagScheduler):
-    def _settle(self, name, attempt, code, handle, stopping):
-        status = super()._settle(name, attempt, code, handle, stopping)
+    def settle(self, name, attempt, code, handle, stopping):
+        status = super().settle(name, attempt, code, handle, stopping)
         if status is ExecutionStatus.RETRYING and attempt >= self.snapshot.steps[name].total_attempts - 1:
             self.store.mark_steps(self.run_uuid, [name], ExecutionStatus.FAILED, "retries exhausted")
             return ExecutionStatus.FAILED  # max_retries counted as total attempts

@@ -106,7 +106,7 @@ def _install() -> None:
 
     def patch_scheduler(module) -> None:
         cls = module.DagScheduler
-        wrap(cls, "_settle", "scheduler._settle", lambda args, kwargs: {"step": args[1]})
+        wrap(cls, "settle", "scheduler._settle", lambda args, kwargs: {"step": args[1]})
         wrap(cls, "run", "scheduler.run")
         original_put = None
 

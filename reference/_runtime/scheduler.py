@@ -190,7 +190,7 @@ class DagScheduler:
                 self._poll_stop_request(force=True)
                 if self._stop_requested.is_set():
                     entry.stopping = True
-            outcome = self._settle(name, attempt, code, handle, entry.stopping)
+            outcome = self.settle(name, attempt, code, handle, entry.stopping)
             if handle is not None:
                 handle.cleanup()
             if outcome is S.RETRYING:
@@ -254,7 +254,7 @@ class DagScheduler:
             code = _LaunchFailed(f"lost track of the step: {exc}")
         self._events.put((name, attempt, code, handle))
 
-    def _settle(self, name: str, attempt: int, code, handle: StepHandle | None, stopping: bool) -> ExecutionStatus:
+    def settle(self, name: str, attempt: int, code, handle: StepHandle | None, stopping: bool) -> ExecutionStatus:
         """The step's status after an attempt ended, recording what the step itself could not."""
         spec = self.snapshot.steps[name]
         if stopping:
