@@ -11,7 +11,6 @@ profiles) happen only when ``--flavor`` is given.
 from __future__ import annotations
 
 import importlib
-import json
 import random
 import shlex
 from pathlib import Path
@@ -91,31 +90,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="artifact store for conformance runs (default: a fresh folder; s3://... for remote backends)")
 
 
-def _flavor_config(config: pytest.Config) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    path = config.getoption("flavor_config")
-    if path:
-        text = Path(path).read_text()
-        try:
-            if path.endswith(".json"):
-                values = json.loads(text)
-            else:
-                import yaml
+def _flavor_config(config: pytest.Config, flavor: Any) -> dict[str, Any]:
+    """``--flavor-config FILE`` overlaid with ``--flavor-option KEY=VALUE``, parsed by the rules
+    ``orcakit orchestrator register`` and ``orcakit certify`` use (:mod:`orcakit.options`)."""
+    from orcakit.options import parse_flavor_config
 
-                values = yaml.safe_load(text) or {}
-        except ValueError as exc:
-            raise pytest.UsageError(f"--flavor-config {path}: not valid YAML/JSON: {exc}") from None
-        if not isinstance(values, dict):
-            raise pytest.UsageError(f"--flavor-config {path}: expected a mapping of config fields")
-    for item in config.getoption("flavor_option"):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise pytest.UsageError(f"--flavor-option {item!r}: expected KEY=VALUE")
-        try:
-            values[key.replace("-", "_")] = json.loads(value)
-        except ValueError:
-            values[key.replace("-", "_")] = value
-    return values
+    return parse_flavor_config(flavor, config.getoption("flavor_config"), config.getoption("flavor_option"))
 
 
 def _resolve_reference(name: str) -> tuple[str, dict[str, Any]]:
@@ -140,7 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
     name = config.getoption("flavor")
     if not name:
         return
-    from orcakit import OrcakitError
+    from orcakit import OrcakitError, load_flavor
 
     from .harness import FlavorUnderTest
     from .strategies import register_profiles
@@ -174,9 +154,10 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.load_profile(f"orcakit-{profile}")
     reference, base_config = _resolve_reference(name)
     try:
+        flavor_config = _flavor_config(config, load_flavor(reference))
         fut = FlavorUnderTest.resolve(
             reference,
-            {**base_config, **_flavor_config(config)},
+            {**base_config, **flavor_config},
             run_store_url=config.getoption("conformance_run_store"),
             artifact_store_uri=config.getoption("conformance_artifact_store"),
             timeout=config.getoption("conformance_timeout"),

@@ -23,6 +23,7 @@ from .errors import (
     UnsupportedFeatureError,
 )
 from .flavor import FLAVOR_ENTRY_POINT_GROUP, Flavor, available_flavors, load_flavor
+from .options import parse_flavor_config, parse_flavor_options
 from .orchestrator import (
     MAX_RUN_ID_LENGTH,
     PLACEHOLDER_RUN_ENV,
@@ -53,6 +54,7 @@ __all__ = [
     "RunIdError", "Schedule", "StackSpec", "Step", "StepContext", "StepFailedError", "StepOutput",
     "StepRetryConfig", "StepSpec", "StoreError", "SubmissionError", "SubmissionResult",
     "UnsupportedFeatureError", "available_flavors", "check_run_id", "get_step_context", "load_flavor",
+    "parse_flavor_config", "parse_flavor_options",
     "parse_memory", "pipeline", "step", "SPEC_VERSION", "__version__",
     # runtime hooks: what a runtime (orcakit.reference, or another) builds on
     "DynamicRun", "PLACEHOLDER_RUN_ENV", "RUNNER_ENTRY_POINT_GROUP", "SNAPSHOT_ID_ENV", "STEP_ENTRYPOINT_MODULE",

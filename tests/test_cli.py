@@ -24,7 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orcakit import ExecutionStatus
-from orcakit.reference.cli import cli, parse_config_options, parse_params
+from orcakit.reference.cli import cli
+from orcakit.reference.cli.run import parse_params
+from orcakit.reference.cli.stacks import parse_config_options
 from orcakit.reference import ConfigStore
 from orcakit.reference._runtime.config_store import REDACTED, redact_config
 from orcakit.reference import RunStore

@@ -1,6 +1,6 @@
 """Running pipelines: compile, create the placeholder run, submit, wait.
 
-This is the client half of the execution model (DESIGN "The execution model", steps 1-2); the
+This is the client half of the execution model (README.md, "Running a pipeline"); the
 step half is :mod:`.entrypoint`.
 """
 

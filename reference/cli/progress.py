@@ -67,6 +67,11 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s"
 
 
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """Seconds from ``start`` to ``end``; None while either is unknown."""
+    return (end - start).total_seconds() if start and end else None
+
+
 def step_seconds(record: "StepRecord | None", now: datetime | None = None) -> float | None:
     """How long a step ran (so far, if it is still running)."""
     if record is None or record.started_at is None:
@@ -253,4 +258,3 @@ class ProgressMonitor:
         summary = Text(" · ").join(parts)
         summary.append(f"   {format_duration(time.monotonic() - self._started)}", style="dim")
         return Group(table, summary)
-

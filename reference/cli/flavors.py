@@ -1,0 +1,169 @@
+"""``orcakit flavor list | describe``: the installed kinds of orchestrator.
+
+A flavor is described from its declaration (name, config model, capabilities) without importing
+its implementation, so that a flavor whose backend SDK is missing can still be listed, and
+``orcakit flavor list`` loads nothing at all: the names come from package metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from orcakit import FlavorNotFoundError, OrcakitError
+
+from .output import console, esc
+
+if TYPE_CHECKING:
+    from orcakit import Flavor
+
+
+@click.group("flavor")
+def flavor_group() -> None:
+    """Orchestrator flavors: the installed kinds of orchestrator."""
+
+
+def _flavor_entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    from orcakit import FLAVOR_ENTRY_POINT_GROUP
+
+    return {ep.name: ep for ep in entry_points(group=FLAVOR_ENTRY_POINT_GROUP)}
+
+
+def _flavor_declaration(reference: str) -> "Flavor":
+    """The flavor's declaration (name, config model, capabilities) *without* importing its
+    implementation, so a flavor whose backend SDK is not installed can still be described."""
+
+    from orcakit import Flavor
+
+    if ":" in reference:
+        from orcakit.sources import import_object
+
+        try:
+            value = import_object(reference)
+        except (ImportError, AttributeError) as exc:
+            raise FlavorNotFoundError(f"cannot load flavor class {reference!r}: {exc}") from exc
+    else:
+        registered = _flavor_entry_points()
+        if reference not in registered:
+            raise FlavorNotFoundError(
+                f"no orchestrator flavor named {reference!r} (registered: {', '.join(sorted(registered)) or 'none'})",
+                fix="`orcakit flavor list` shows the installed flavors; a third-party flavor is installed with pip",
+            )
+        value = registered[reference].load()
+    if not (isinstance(value, type) and issubclass(value, Flavor)):
+        raise FlavorNotFoundError(f"{reference!r} is not an orcakit.Flavor subclass")
+    return value()
+
+
+def _capability_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "[green]yes[/]" if value else "[dim]no[/]"
+    if isinstance(value, list):
+        return esc(", ".join(value)) if value else "[dim]none[/]"
+    colour = {"enforced": "green", "rejected": "red", "warned": "yellow"}.get(str(value), "")
+    return f"[{colour}]{esc(value)}[/]" if colour else esc(value)
+
+
+@flavor_group.command("list")
+@click.option("--verbose", "-v", is_flag=True, help="Also load each flavor's declaration: description, run-ID variable, capabilities.")
+def flavor_list(verbose: bool) -> None:
+    """List the installed flavors (entry-point group 'orcakit.flavors').
+
+    Without --verbose nothing is imported: the names come from package metadata.
+    """
+    from rich.table import Table
+
+    out = console()
+    registered = _flavor_entry_points()
+    if not registered:
+        out.print("no flavors installed")
+        return
+    table = Table(show_lines=verbose)
+    table.add_column("flavor", style="bold", no_wrap=True)
+    table.add_column("declared in", no_wrap=True)
+    if verbose:
+        table.add_column("description")
+        table.add_column("run-ID variable", no_wrap=True)
+        table.add_column("capabilities")
+    for name in sorted(registered):
+        row = [esc(name), esc(registered[name].value)]
+        if verbose:
+            try:
+                declared = _flavor_declaration(name)
+                manifest = declared.capabilities.manifest()
+                row += [
+                    esc(declared.description),
+                    esc(declared.run_id_env_var),
+                    "\n".join(f"{key}: {_capability_text(value)}" for key, value in manifest.items()),
+                ]
+            except Exception as exc:  # one broken flavor must not hide the others
+                row += [f"[red]cannot load: {esc(exc)}[/]", "", ""]
+        table.add_row(*row)
+    out.print(table)
+
+
+@flavor_group.command("describe")
+@click.argument("name")
+def flavor_describe(name: str) -> None:
+    """Show a flavor's config fields, capabilities and run-ID variable.
+
+    NAME is a registered flavor name or a 'module:FlavorClass' reference.
+    """
+    from rich.table import Table
+
+    from .._runtime.config_store import config_fields
+
+    out = console()
+    declared = _flavor_declaration(name)
+    out.print(f"[bold]flavor {esc(declared.name)}[/]" + (f" — {esc(declared.description)}" if declared.description else ""))
+    out.print(f"  run-ID variable:  {esc(declared.run_id_env_var)}")
+    out.print(f"  implementation:   {esc(declared.implementation_source)}")
+    out.print(f"  version:          {esc(declared.version)}")
+    if declared.docs_url:
+        out.print(f"  docs:             {esc(declared.docs_url)}")
+    here = None
+    try:
+        declared.check()  # imports the implementation: says whether the flavor is usable here
+        out.print("  check:            [green]ok[/] (implementation importable, declaration consistent)")
+        try:
+            # What an orchestrator with the default config supports on this host (a flavor may
+            # narrow its declaration, e.g. local without a writable cgroup file system).
+            here = declared.create({}).capabilities.manifest()
+        except Exception:  # required fields, unreachable backend...: show the declaration only
+            here = None
+    except OrcakitError as exc:
+        out.print(f"  check:            [red]{esc(exc.what)}[/]", soft_wrap=True)
+
+    fields = Table(title="config (orcakit orchestrator register NAME --flavor=%s --FIELD=VALUE ...)" % esc(declared.name), title_justify="left")
+    fields.add_column("field", style="bold", no_wrap=True)
+    fields.add_column("type", no_wrap=True)
+    fields.add_column("default", no_wrap=True)
+    fields.add_column("description")
+    for field in config_fields(declared.config_class):
+        if field.required:
+            default = "[yellow]required[/]"
+        else:
+            if field.default is None:
+                default = "[dim]none[/]"
+            else:
+                default = esc(field.default if isinstance(field.default, str) else json.dumps(field.default))
+            if field.default_is_computed:
+                default += " [dim](here)[/]"
+        fields.add_row(esc(field.name), esc(field.type), default, esc(field.description))
+    out.print(fields)
+
+    caps = Table(title="capabilities", title_justify="left")
+    caps.add_column("capability", style="bold", no_wrap=True)
+    caps.add_column("declared")
+    if here is not None:
+        caps.add_column("on this host")
+    for key, value in declared.capabilities.manifest().items():
+        row = [esc(key), _capability_text(value)]
+        if here is not None:
+            row.append(_capability_text(here.get(key)))
+        caps.add_row(*row)
+    out.print(caps)
