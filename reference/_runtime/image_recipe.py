@@ -228,18 +228,12 @@ class ImageRecipe:
     def dependency_wheels(self, requirements: list[str], parent: "TargetPython") -> _Wheels:
         key = _digest(json.dumps({"requirements": requirements, "target": parent.target()}, sort_keys=True))[:16]
         folder = self.wheel_cache / f"deps-{key}"
-        with _locked(self.wheel_cache, f"deps-{key}"):
-            if not (folder / ".manifest.json").is_file():
-                logger.info("fetching wheels for the step image: %s", " ".join(requirements))
-                tmp = Path(tempfile.mkdtemp(dir=self.wheel_cache, prefix=".deps-"))
-                try:
-                    self._fetch_wheels(requirements, parent, tmp)
-                    _write_manifest(tmp)
-                    shutil.rmtree(folder, ignore_errors=True)
-                    os.replace(tmp, folder)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-        manifest = json.loads((folder / ".manifest.json").read_text())
+
+        def fetch(into: Path) -> None:
+            logger.info("fetching wheels for the step image: %s", " ".join(requirements))
+            self._fetch_wheels(requirements, parent, into)
+
+        manifest = _cached_wheels(folder, fetch)
         return _Wheels(folder, sorted(manifest), _digest(json.dumps(manifest, sort_keys=True)))
 
     def _fetch_wheels(self, requirements: list[str], parent: "TargetPython", into: Path) -> None:
@@ -273,22 +267,16 @@ class ImageRecipe:
             distribution = importlib.metadata.distribution("orcakit")
             identity = _digest(distribution.read_text("RECORD") or version)
         folder = self.wheel_cache / f"orcakit-{version}-{identity[:16]}"
-        with _locked(self.wheel_cache, folder.name):
-            if not (folder / ".manifest.json").is_file():
-                tmp = Path(tempfile.mkdtemp(dir=self.wheel_cache, prefix=".orcakit-"))
-                try:
-                    if source is not None:
-                        logger.info("building the orcakit wheel from %s", source[0])
-                        _wheel_from_source(*source, into=tmp)
-                    else:
-                        logger.info("repacking the installed orcakit distribution as a wheel")
-                        _wheel_from_installed(into=tmp)
-                    _write_manifest(tmp)
-                    shutil.rmtree(folder, ignore_errors=True)
-                    os.replace(tmp, folder)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-        manifest = json.loads((folder / ".manifest.json").read_text())
+
+        def build(into: Path) -> None:
+            if source is not None:
+                logger.info("building the orcakit wheel from %s", source[0])
+                _wheel_from_source(*source, into=into)
+            else:
+                logger.info("repacking the installed orcakit distribution as a wheel")
+                _wheel_from_installed(into=into)
+
+        manifest = _cached_wheels(folder, build)
         return _Wheels(folder, sorted(manifest), identity)
 
     def collect_code(self, snapshot: PipelineSnapshot) -> list[tuple[str, Path]]:
@@ -566,6 +554,23 @@ def _atomic_write(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     os.replace(tmp, path)
+
+
+def _cached_wheels(folder: Path, fill: Callable[[Path], None]) -> dict[str, str]:
+    """The manifest of a wheel-cache entry, filled once by ``fill(tmp)`` when missing. Under
+    the entry's lock, filled in a temporary folder and renamed into place, so concurrent
+    clients fill it once and a reader never sees half an entry."""
+    with _locked(folder.parent, folder.name):
+        if not (folder / ".manifest.json").is_file():
+            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+            try:
+                fill(tmp)
+                _write_manifest(tmp)
+                shutil.rmtree(folder, ignore_errors=True)
+                os.replace(tmp, folder)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return json.loads((folder / ".manifest.json").read_text())
 
 
 def _locked(folder: Path, name: str) -> FileLock:
