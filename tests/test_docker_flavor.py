@@ -320,15 +320,15 @@ def orchestrator(stack: StackSpec):
 
 def test_resources_map_to_engine_limits_with_unit_semantics():
     docker = load_flavor("docker").create({})
-    limits = docker.container_resources(ResourceSettings(cpu_count=0.333, memory="300MB"))
+    limits = docker.translate_resources(ResourceSettings(cpu_count=0.333, memory="300MB"))
     assert limits["cpu_period"] == 100_000 and limits["cpu_quota"] == 33_300
     assert limits["mem_limit"] == limits["memswap_limit"] == 300 * 10**6
-    assert docker.container_resources(ResourceSettings(memory="256MiB"))["mem_limit"] == 256 * 2**20
-    assert docker.container_resources(ResourceSettings(cpu_count=2))["cpu_quota"] == 200_000
-    assert "device_requests" not in docker.container_resources(ResourceSettings(gpu_count=0))
-    request = docker.container_resources(ResourceSettings(gpu_count=2))["device_requests"][0]
+    assert docker.translate_resources(ResourceSettings(memory="256MiB"))["mem_limit"] == 256 * 2**20
+    assert docker.translate_resources(ResourceSettings(cpu_count=2))["cpu_quota"] == 200_000
+    assert "device_requests" not in docker.translate_resources(ResourceSettings(gpu_count=0))
+    request = docker.translate_resources(ResourceSettings(gpu_count=2))["device_requests"][0]
     assert request["Count"] == 2 and request["Capabilities"] == [["gpu"]]
-    assert docker.container_resources(ResourceSettings()) == {}
+    assert docker.translate_resources(ResourceSettings()) == {}
 
 
 def test_declaration_and_config():

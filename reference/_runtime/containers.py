@@ -18,12 +18,12 @@ import fnmatch
 import hashlib
 import os
 import re
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from orcakit import ContainerizedOrchestrator, PipelineSnapshot, ResourceSettings
 
-from .container_config import ContainerRuntimeConfig  # noqa: F401 (documented here)
 from .orchestrator import RunContext, RuntimeOrchestrator
 from .stores import StackStores
 
@@ -69,11 +69,11 @@ class ContainerRuntimeOrchestrator(RuntimeOrchestrator, ContainerizedOrchestrato
 
     # -- what a backend implements -----------------------------------------------------------
 
+    @abstractmethod
     def translate_resources(self, resources: ResourceSettings) -> Any:
         """The backend's own form of a step's ResourceSettings (engine limits, a pod's requests
         and limits...). Every kind the flavor declares ENFORCED must appear in it exactly:
         decimal and binary memory units differ, fractional CPUs stay fractional."""
-        raise NotImplementedError(f"{type(self).__name__} must implement translate_resources()")
 
     def sanitize_name(self, name: str) -> str:
         """Make ``name`` acceptable to the backend (default: Docker's ``[A-Za-z0-9][A-Za-z0-9_.-]*``)."""

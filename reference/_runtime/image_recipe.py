@@ -35,7 +35,6 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
-import time
 import zipfile
 from base64 import urlsafe_b64encode
 from dataclasses import dataclass

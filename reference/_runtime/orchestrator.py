@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import uuid
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -29,7 +30,6 @@ from orcakit import (
 )
 from orcakit.orchestrator import unimplemented
 
-from .run_store import RunStore
 from .scheduler import DagScheduler, StepHandle
 from .stores import StackStores
 
@@ -131,12 +131,13 @@ class RuntimeOrchestrator(BaseOrchestrator):
         The return value is kept as ``run.backend`` for the launch hooks."""
         return None
 
+    @abstractmethod
     def launch_step(self, run: RunContext, step_name: str, attempt: int) -> StepHandle:
         """Start attempt ``attempt`` (from 1) of ``step_name`` on the backend, running
         ``self.step_command(run.snapshot, step_name)`` with
         ``self.step_environment(run.snapshot, step_name, run.step_environments[step_name], run.run_id, attempt)``,
-        and return a handle to wait on. May raise: the attempt then counts as failed to launch."""
-        raise NotImplementedError(f"{type(self).__name__} must implement launch_step()")
+        and return a handle to wait on. May raise: the attempt then counts as failed to launch.
+        Abstract, so that ``Flavor.check`` refuses an implementation without it at registration."""
 
     @unimplemented("dynamic_pipelines")
     def launch_orchestration(self, run: RunContext, environment: dict[str, str]) -> StepHandle:

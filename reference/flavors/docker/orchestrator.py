@@ -21,7 +21,9 @@ from orcakit import PipelineSnapshot, ResourceSettings, StepSpec, SubmissionErro
 from orcakit.reference import (
     LABEL_ROLE,
     LABEL_RUN,
+    ArtifactStore,
     ContainerRuntimeOrchestrator,
+    ContainerSpec,
     RunContext,
     StackStores,
     StepHandle,
@@ -29,7 +31,6 @@ from orcakit.reference import (
     log_key,
 )
 
-from . import RUN_ID_ENV
 from .containers import StepContainer, step_logger
 from .engine import connect, engine_address, is_local, local_gpu_count
 from .mounts import MountPlan, grant_access, plan_mounts
@@ -59,7 +60,9 @@ class _DockerRun:
     mounts: MountPlan
     network_mode: str | None
     working_dir: str | None
-    upload_logs: bool
+    #: Where step logs are copied when the artifact store is not this machine's folder (where
+    #: ``log_key`` puts them already); opened once per run.
+    log_uploads: ArtifactStore | None
 
 
 class DockerOrchestrator(ContainerRuntimeOrchestrator):
@@ -116,17 +119,16 @@ class DockerOrchestrator(ContainerRuntimeOrchestrator):
             network_mode = self.network_mode(stores)
             working_dir = os.getcwd() if stores.relative_paths else None
             mounts = self.mount_plan(stores)
-        return _DockerRun(client, image, mounts, network_mode, working_dir, upload_logs=stores.artifact_root is None)
+        log_uploads = stores.open_artifact_store() if stores.artifact_root is None and not run.isolated else None
+        return _DockerRun(client, image, mounts, network_mode, working_dir, log_uploads)
 
     def launch_step(self, run: RunContext, step_name: str, attempt: int) -> StepHandle:
         docker: _DockerRun = run.backend
         spec = self.container_spec(run, step_name, attempt, image=docker.image.tag, python=docker.image.python,
                                    working_dir=docker.working_dir)
-        artifacts = run.stores.open_artifact_store() if docker.upload_logs else None
-
         def after_exit(handle: StepContainer) -> None:
-            if artifacts is not None and handle.log_path.exists():
-                artifacts.put(log_key(run.snapshot.snapshot_id, handle.step), handle.log_path.read_bytes())
+            if docker.log_uploads is not None and handle.log_path.exists():
+                docker.log_uploads.put(log_key(run.snapshot.snapshot_id, handle.step), handle.log_path.read_bytes())
 
         return StepContainer(
             docker.client, self.create_arguments(spec, docker), step=step_name, attempt=attempt,
@@ -163,9 +165,6 @@ class DockerOrchestrator(ContainerRuntimeOrchestrator):
         # With no device request no GPU is mapped; 'void' also tells the NVIDIA runtime (and a
         # CUDA image whose ENV says 'all') to expose none.
         return {"NVIDIA_VISIBLE_DEVICES": "void"} if spec.resources.gpu_count == 0 else {}
-
-    def translate_resources(self, resources: ResourceSettings) -> dict[str, Any]:
-        return self.container_resources(resources)
 
     def finish_run(self, run: RunContext) -> None:
         self._remove_run_containers(run.backend.client, run.run_id)
@@ -222,7 +221,7 @@ class DockerOrchestrator(ContainerRuntimeOrchestrator):
 
     # -- the container of a step attempt -----------------------------------------------------
 
-    def create_arguments(self, spec: Any, docker: _DockerRun) -> dict[str, Any]:
+    def create_arguments(self, spec: ContainerSpec, docker: _DockerRun) -> dict[str, Any]:
         """The ``containers.create`` arguments of a :class:`~orcakit.reference.ContainerSpec`."""
         return dict(
             image=spec.image,
@@ -242,7 +241,7 @@ class DockerOrchestrator(ContainerRuntimeOrchestrator):
             **self.translate_resources(spec.resources),
         )
 
-    def container_resources(self, resources) -> dict[str, Any]:
+    def translate_resources(self, resources: ResourceSettings) -> dict[str, Any]:
         """Engine-enforced limits for a step's ResourceSettings."""
         limits: dict[str, Any] = {}
         if resources.cpu_count is not None:
