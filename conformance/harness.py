@@ -9,6 +9,7 @@ the *error* outcome so that nobody mistakes a broken CI machine for a broken fla
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import threading
@@ -33,11 +34,21 @@ from orcakit.reference import ArtifactStore, open_artifact_store
 from orcakit.reference import run_snapshot
 from orcakit.reference import AttemptRecord, RunRecord, RunStore, StepRecord
 
+from orcakit.redaction import redact
+
 from .probes import dynamic_probe_dag, probe_dag
 
 
 class FlavorViolation(AssertionError):
-    """The flavor broke a requirement; the message names the requirement and what was seen."""
+    """The flavor broke a requirement; the message names the requirement and what was seen.
+
+    ``requirement`` is the one ID this violation proves broken: the report blames that ID only,
+    not every ID in the check's marker (a check of RUNID-1 that finds the run-ID variable wrong
+    proves ENV-1 broken, and says nothing yet about RUNID-1)."""
+
+    def __init__(self, requirement: str, text: str) -> None:
+        super().__init__(text)
+        self.requirement = requirement
 
 
 class HarnessError(RuntimeError):
@@ -45,10 +56,31 @@ class HarnessError(RuntimeError):
 
 
 def violation(requirement: str, message: str, **evidence: Any) -> FlavorViolation:
+    """The violation of ``requirement``; evidence is redacted (SEC-1): a check that quotes what
+    a step saw must not print a secret-looking value into the report."""
     text = f"[{requirement}] {message}"
     if evidence:
-        text += "\n" + "\n".join(f"  {key}: {_short(value)}" for key, value in evidence.items())
-    return FlavorViolation(text)
+        text += "\n" + "\n".join(f"  {key}: {_short(redact(value, key))}" for key, value in evidence.items())
+    return FlavorViolation(requirement, redact(text))
+
+
+class Findings:
+    """The violations one check found, the first per requirement: a check that sees several
+    requirements broken in one run reports all of them (so the report blames each), instead of
+    whichever its loop happened to reach first."""
+
+    def __init__(self) -> None:
+        self.violations: dict[str, FlavorViolation] = {}
+
+    def add(self, found: FlavorViolation) -> None:
+        self.violations.setdefault(found.requirement, found)
+
+    def raise_any(self) -> None:
+        found = list(self.violations.values())
+        if len(found) == 1:
+            raise found[0]
+        if found:
+            raise ExceptionGroup(f"requirements {', '.join(self.violations)} broken", found)
 
 
 def _short(value: Any, limit: int = 2000) -> str:
@@ -114,6 +146,16 @@ class FlavorUnderTest:
     @property
     def name(self) -> str:
         return self.flavor.name
+
+    def config_field(self, name: str) -> bool:
+        """Whether the flavor's config has field ``name`` (conventions such as ZenML's
+        ``max_parallelism`` apply only where it does)."""
+        return name in self.flavor.config_class.model_fields
+
+    def with_config(self, **changes: Any) -> "FlavorUnderTest":
+        """The same flavor and stores with some config values changed (validated as usual)."""
+        config = self.flavor.validate_config({**self.config, **changes}).model_dump(mode="json", exclude_unset=True)
+        return dataclasses.replace(self, config=config)
 
     def orchestrator(self) -> BaseOrchestrator:
         return self.flavor.create(self.config)

@@ -20,6 +20,7 @@ import pytest
 
 SUITE_DIR = Path(__file__).parent / "suite"
 PROFILE_CHOICES = ("quick", "standard", "certify")
+DEFAULT_TIMEOUT = 180.0
 
 
 class SuiteState:
@@ -42,6 +43,11 @@ class SuiteState:
         self.command = command
         self.results: list[dict[str, Any]] = []
 
+    def reproducer(self, check: str) -> list[str]:
+        """The command that re-runs one check under this session's seed and options."""
+        seed = [] if self.certify else [f"--conformance-seed={self.seed}"]
+        return [*self.command, *seed, "-k", check]
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = dict(report.user_properties)
         if "orcakit_outcome" not in properties:
@@ -52,6 +58,7 @@ class SuiteState:
                 "name": report.nodeid.split("::")[-1],
                 "when": report.when,
                 "requirements": [r for r in properties["orcakit_requirements"].split(",") if r],
+                "blamed": [r for r in properties.get("orcakit_blamed", "").split(",") if r],
                 "outcome": properties["orcakit_outcome"],
                 "duration": round(report.duration, 3),
                 "message": _message(report),
@@ -82,7 +89,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="only run the checks of this requirement (repeatable)")
     group.addoption("--disable-requirement", action="append", default=[], metavar="ID",
                     help="do not run the checks of this requirement; reported as 'disabled' (not allowed with --certify)")
-    group.addoption("--conformance-timeout", type=float, default=180.0, metavar="SECONDS",
+    group.addoption("--conformance-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                     help="longest a single conformance run may take before it counts as hanging")
     group.addoption("--conformance-run-store", default=None, metavar="URL",
                     help="run store for conformance runs (default: a fresh SQLite file)")
@@ -164,20 +171,33 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except OrcakitError as exc:
         raise pytest.UsageError(f"--flavor={name}: {exc}") from None
-    command = ["pytest", f"--flavor={name}"]
-    from .report import redact
-
-    for item in config.getoption("flavor_option"):  # secret values never reach reports (SEC-1)
-        key, _, value = item.partition("=")
-        command.append(f"--flavor-option={key}={redact(value, key)}")
-    if config.getoption("flavor_config"):
-        command.append(f"--flavor-config={config.getoption('flavor_config')}")
-    command.append(f"--conformance-profile={profile}")
+    command = _command(config, name, profile, certify)
     state = SuiteState(fut, profile, seed, certify, disabled, set(config.getoption("requirement")), report_dir, command)
     config.stash[SUITE_STATE] = state
     config.pluginmanager.register(state, "orcakit-conformance-state")
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(SUITE_DIR)]  # an empty folder: collect the whole suite
+
+
+def _command(config: pytest.Config, name: str, profile: str, certify: bool) -> list[str]:
+    """The command line that reproduces this session's conditions: every option that changes
+    what runs or where, with secret values shown as ``********`` (SEC-1; fill them in)."""
+    from orcakit.redaction import redact
+
+    command = ["pytest", f"--flavor={name}"]
+    if config.getoption("flavor_config"):
+        command.append(f"--flavor-config={config.getoption('flavor_config')}")
+    for item in config.getoption("flavor_option"):
+        key, _, value = item.partition("=")
+        command.append(f"--flavor-option={key}={redact(value, key)}")
+    command.append("--certify" if certify else f"--conformance-profile={profile}")
+    for option, flag in (("conformance_run_store", "--conformance-run-store"),
+                         ("conformance_artifact_store", "--conformance-artifact-store")):
+        if config.getoption(option):
+            command.append(f"{flag}={redact(config.getoption(option))}")
+    if config.getoption("conformance_timeout") != DEFAULT_TIMEOUT:
+        command.append(f"--conformance-timeout={config.getoption('conformance_timeout'):g}")
+    return command
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -205,10 +225,40 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
 
 
 def requirement_ids(item: pytest.Item) -> list[str]:
+    """The IDs a check verifies, in marker order (the first is the one it is principally about)."""
     ids: list[str] = []
     for marker in item.iter_markers("requirement"):
-        ids.extend(marker.args)
-    return sorted(set(ids))
+        ids.extend(arg for arg in marker.args if arg not in ids)
+    return ids
+
+
+def _violations(error: BaseException) -> list[BaseException]:
+    """The leaves of an exception (Hypothesis reports several distinct bugs as a group)."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _violations(inner)]
+    return [error]
+
+
+def blamed_requirements(item: pytest.Item, error: BaseException) -> list[str]:
+    """What a failed check proved broken: the requirement of each :class:`FlavorViolation`
+    (all of them when Hypothesis found several bugs). Any other exception escaping a check
+    proves the check's principal requirement broken — the flavor crashed where it had to
+    answer. A violation of an ID outside the check's marker is a bug in the suite, reported
+    as a harness error rather than blaming a requirement the check does not claim to test."""
+    from .harness import FlavorViolation, HarnessError
+
+    marked = requirement_ids(item)
+    blamed: list[str] = []
+    for leaf in _violations(error):
+        requirement = leaf.requirement if isinstance(leaf, FlavorViolation) else marked[0]
+        if requirement not in marked:
+            raise HarnessError(
+                f"suite bug: check {item.name} blamed {requirement}, which its requirement marker "
+                f"{marked} does not list; add it to the marker or raise the right ID"
+            ) from error
+        if requirement not in blamed:
+            blamed.append(requirement)
+    return blamed
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -281,11 +331,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if state is None or not isinstance(item, pytest.Function):
         return report
     outcome = _outcome(report, call)
+    blamed: list[str] = []
+    if outcome == "failed":
+        try:
+            blamed = blamed_requirements(item, call.excinfo.value)
+        except Exception as exc:  # HarnessError: the suite's own fault
+            outcome = "error"
+            report.sections.append(("orcakit suite error", str(exc)))
     if report.when == "call" or outcome != "passed":
         report.user_properties.append(("orcakit_requirements", ",".join(requirement_ids(item))))
+        report.user_properties.append(("orcakit_blamed", ",".join(blamed)))
         report.user_properties.append(("orcakit_outcome", outcome))
         if outcome in ("failed", "error"):
-            reproducer = shlex.join(state.command + [f"--conformance-seed={state.seed}", "-k", item.name.split("[")[0]])
+            reproducer = shlex.join(state.reproducer(item.name.split("[")[0]))
             report.user_properties.append(("orcakit_reproducer", reproducer))
             report.sections.append(("orcakit reproducer", reproducer))
     return report

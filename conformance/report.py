@@ -18,17 +18,25 @@ from pathlib import Path
 
 from orcakit.redaction import REDACTED, redact  # noqa: F401 (re-exported for the checks)
 
-SCHEMA_VERSION = 1
+#: 2: checks carry ``blamed`` (the IDs a failure proved broken); requirements can be inconclusive.
+SCHEMA_VERSION = 2
 OUTCOMES = ("passed", "failed", "unsupported", "disabled", "error")
+#: Worst first: a requirement takes the worst outcome of its checks.
+SEVERITY = ("failed", "error", "disabled", "inconclusive", "passed", "unsupported")
+
+
+def outcome_for(check: dict, requirement: str) -> str:
+    """What one check says about one requirement. A check that failed on another requirement
+    proved nothing about this one: it stopped before finishing (inconclusive), it did not pass."""
+    if check["outcome"] == "failed" and requirement not in check["blamed"]:
+        return "inconclusive"
+    return check["outcome"]
 
 
 def _aggregate(outcomes: list[str]) -> str:
     if not outcomes:
         return "untested"
-    for worst in ("failed", "error", "disabled"):
-        if worst in outcomes:
-            return worst
-    return "passed" if "passed" in outcomes else "unsupported"
+    return min(outcomes, key=SEVERITY.index)
 
 
 def requirement_results(checks: list[dict], catalogue) -> list[dict]:
@@ -40,7 +48,7 @@ def requirement_results(checks: list[dict], catalogue) -> list[dict]:
                 "id": requirement.id,
                 "level": requirement.level,
                 "title": requirement.title,
-                "outcome": _aggregate([check["outcome"] for check in mine]),
+                "outcome": _aggregate([outcome_for(check, requirement.id) for check in mine]),
                 "checks": sorted({check["name"] for check in mine}),
             }
         )
@@ -55,7 +63,7 @@ def verdict(report: dict) -> dict:
     for row in report["requirements"]:
         if row["level"] != "MUST":
             continue
-        if row["outcome"] in ("failed", "error", "disabled", "untested"):
+        if row["outcome"] in ("failed", "error", "disabled", "inconclusive", "untested"):
             reasons.append(f"{row['id']} {row['outcome']}")
     return {"certified": not reasons, "reasons": reasons}
 
@@ -113,7 +121,7 @@ def summarize(report: dict) -> list[str]:
     by_outcome: dict[str, list[str]] = {}
     for row in report["requirements"]:
         by_outcome.setdefault(row["outcome"], []).append(row["id"])
-    for outcome in ("failed", "error", "disabled", "untested", "unsupported"):
+    for outcome in ("failed", "error", "disabled", "inconclusive", "untested", "unsupported"):
         if by_outcome.get(outcome):
             lines.append(f"requirements {outcome}: {' '.join(by_outcome[outcome])}")
     lines.append(f"requirements passed: {len(by_outcome.get('passed', []))} of {len(report['requirements'])}")
@@ -148,12 +156,25 @@ def _templates() -> "jinja2.Environment":
     return environment
 
 
+#: What a requirement outcome means, for readers of report.html.
+EXPLANATIONS = {
+    "passed": "every check of this requirement passed",
+    "failed": "a check proved this requirement broken (see the failures above)",
+    "error": "a check could not reach a verdict because the harness or environment failed",
+    "disabled": "turned off with --disable-requirement",
+    "inconclusive": "a check of this requirement stopped at a failure of another requirement before it could verify this one",
+    "unsupported": "the flavor does not declare the capability this requirement is about",
+    "untested": "no check of this requirement ran (a MUST that is untested blocks certification)",
+    "not-required": "not exercised in this run; a SHOULD or MAY requirement does not block certification",
+}
+
+
 def render_html(report: dict) -> str:
     """The self-contained ``report.html`` (its style sheet inlined) of a report; every value is
     escaped, and the page carries the digest that ties it to ``report.json``."""
     failures = [check for check in report["checks"] if check["outcome"] in ("failed", "error")]
     template = _templates().get_template("report.html.j2")
-    return template.render(report=report, failures=failures, digest=_digest(report))
+    return template.render(report=report, failures=failures, digest=_digest(report), explanations=EXPLANATIONS)
 
 
 def verify_bundle(directory: Path) -> tuple[bool, list[str]]:

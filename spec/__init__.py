@@ -43,7 +43,7 @@ from .status import ExecutionMode, ExecutionStatus
 
 __version__ = "0.1.0"
 #: The version of SPEC.md this package implements (bumped with any normative change).
-SPEC_VERSION = "1.0"
+SPEC_VERSION = "1.1"
 
 __all__ = [
     "ArtifactNotFoundError", "ArtifactRef", "BaseOrchestrator", "BaseOrchestratorConfig", "Capabilities",

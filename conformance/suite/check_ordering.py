@@ -7,7 +7,7 @@ import copy
 import pytest
 from hypothesis import example, given
 
-from orcakit.conformance.harness import violation
+from orcakit.conformance.harness import Findings, violation
 from orcakit.conformance.plugin import unsupported
 from orcakit.conformance.strategies import dags
 
@@ -78,3 +78,46 @@ def test_independent_steps_run_concurrently(fut, capabilities):
     if latest_start >= earliest_end:
         raise violation("ORDER-4", f"{width} independent steps that each sleep 1.5 s did not overlap "
                         "although parallel_steps is declared", intervals=intervals)
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of (start, end) intervals that overlap at one instant."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals], key=lambda e: (e[0], e[1]))
+    current = peak = 0
+    for _, change in events:
+        current += change
+        peak = max(peak, current)
+    return peak
+
+
+@pytest.mark.requirement("ORDER-5", "ORDER-1")
+def test_max_parallelism_bounds_a_wide_layer_and_its_join(fut):
+    if not fut.config_field("max_parallelism"):
+        unsupported("the flavor's config has no max_parallelism field")
+    bound, width = 2, 5
+    bounded = fut.with_config(max_parallelism=bound)
+    # Uneven sleeps, so that a scheduler that refills slots in any order reaches the join with
+    # some parents done and others not yet started.
+    parents = [{"name": f"w{i}", "upstream": [], "spec": {"sleep": 0.4 + 0.3 * (i % 2)}} for i in range(width)]
+    dag = {"nodes": [*parents, {"name": "join", "upstream": [p["name"] for p in parents], "spec": {}}]}
+    obs = bounded.run(bounded.compile_dag(dag))
+    found = Findings()
+    intervals = []
+    for node in parents:
+        name = node["name"]
+        if not obs.starts.get(name) or not obs.ends.get(name):
+            raise violation("ORDER-5", f"step {name!r} did not complete", status=obs.run.status.value, reason=obs.run.reason)
+        intervals.append((obs.starts[name][0]["time"], obs.ends[name][0]["time"]))
+    peak = most_at_once(intervals)
+    if peak > bound:
+        found.add(violation("ORDER-5", f"{peak} steps executed at once with max_parallelism={bound}", intervals=intervals))
+    join = obs.starts.get("join")
+    if not join:
+        found.add(violation("ORDER-1", "the join of a layer wider than max_parallelism never ran",
+                            status=obs.steps.get("join") and obs.steps["join"].status.value))
+    else:
+        early = [up for up, done in join[0]["upstream_done"].items() if not done]
+        if early:
+            found.add(violation("ORDER-1", f"the join started before parents {early} completed (width {width} > "
+                                f"max_parallelism {bound}: parents held back by the bound are parents all the same)"))
+    found.raise_any()

@@ -61,26 +61,56 @@ def test_parallel_first_steps_converge_on_one_run(fut):
 @given(runs=st.integers(min_value=2, max_value=4))
 def test_concurrent_runs_get_different_run_ids(fut, runs):
     """Several pipelines submitted at once: every run its own ID."""
-    snapshots = [fut.compile_dag(chain(2)) for _ in range(runs)]
-    results: list = [None] * runs
+    results = submit_at_once(fut, [fut.compile_dag(chain(2)) for _ in range(runs)])
+    ids = [assert_one_run_id(obs) for obs in results]
+    if len(set(ids)) != runs:
+        raise violation("RUNID-2", f"{runs} concurrent runs did not get {runs} distinct run IDs", run_ids=ids)
+
+
+def submit_at_once(fut, snapshots: list, only_this_run: bool = False) -> list:
+    """Run ``snapshots`` from as many threads, released together; returns the observations."""
+    results: list = [None] * len(snapshots)
     errors: list = []
+    barrier = threading.Barrier(len(snapshots))
 
     def submit(index: int) -> None:
         try:
-            results[index] = fut.run(snapshots[index])
+            barrier.wait(timeout=30)
+            results[index] = fut.run(snapshots[index], only_this_run=only_this_run)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=submit, args=(i,)) for i in range(runs)]
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(snapshots))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     if errors:
         raise errors[0]
-    ids = [assert_one_run_id(obs) for obs in results]
-    if len(set(ids)) != runs:
-        raise violation("RUNID-2", f"{runs} concurrent runs did not get {runs} distinct run IDs", run_ids=ids)
+    return results
+
+
+@pytest.mark.requirement("RUNID-2", "STORE-1")
+def test_concurrent_submissions_of_one_snapshot_get_distinct_runs(fut):
+    """What a schedule does when runs overlap: the same snapshot submitted several times at
+    once. Each submission is its own run, with its own run ID and record."""
+    snapshot = fut.compile_dag(chain(1))
+    submissions = 3
+    observations = submit_at_once(fut, [snapshot] * submissions, only_this_run=True)
+    store = fut.run_store()
+    try:
+        records = store.list_runs(limit=100, snapshot_id=snapshot.snapshot_id)
+    finally:
+        store.close()
+    ids = sorted(r.orchestrator_run_id for r in records)
+    if len(set(ids)) != submissions or len({obs.run.id for obs in observations}) != submissions:
+        raise violation("RUNID-2", f"{submissions} concurrent submissions of one snapshot did not get {submissions} distinct runs",
+                        run_ids=ids, runs=[obs.run.id for obs in observations])
+    for obs in observations:
+        steps = obs.starts.get("s0", [])
+        if len(steps) != 1 or steps[0]["run_id"] != obs.run.orchestrator_run_id:
+            raise violation("STORE-1", "a submission's step did not attach to its own run",
+                            run=obs.run.orchestrator_run_id, seen=[r["run_id"] for r in steps])
 
 
 @pytest.mark.requirement("RUNID-2")
