@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -191,6 +194,32 @@ class FlavorUnderTest:
 
     # -- running -----------------------------------------------------------------------------
 
+    def leftovers(self, obs: RunObservation, grace: float = 1.5) -> list[str]:
+        """What still runs or exists of a run that ended: the flavor's own account
+        (``leftover_resources``) and, for steps that ran as processes here, the OS's. A backend
+        gets ``grace`` seconds to finish tearing down; anything left after that is left behind."""
+        orchestrator = self.orchestrator()
+        deadline = time.monotonic() + grace
+        while True:
+            found = orchestrator.leftover_resources(obs.snapshot, obs.run.orchestrator_run_id) + live_step_processes(obs)
+            if not found or time.monotonic() >= deadline:
+                return sorted(set(found))
+            time.sleep(0.1)
+
+    def ask_fresh_process(self, method: str, *args: Any) -> Any:
+        """``orchestrator.<method>(*args)`` answered by a new Python process that builds the
+        orchestrator from the flavor and config alone (:mod:`orcakit.conformance.fresh`)."""
+        request = json.dumps({"reference": self.reference, "config": self.config, "method": method, "args": list(args)})
+        try:
+            done = subprocess.run([sys.executable, "-m", "orcakit.conformance.fresh"], input=request, capture_output=True,
+                                  text=True, timeout=self.timeout)
+            answer = json.loads(done.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+            raise HarnessError(f"a fresh process could not be asked {method}(): {exc}; stderr: {redact(done.stderr[-1000:]) if 'done' in locals() else ''}") from exc
+        if "error" in answer:
+            raise violation("CAP-2", f"{method}() raised in a fresh process", error=answer["error"])
+        return answer["answer"]
+
     def compile_dag(self, dag: dict, *, environment: dict[str, str] | None = None, mode: ExecutionMode | None = None,
                     name: str | None = None) -> PipelineSnapshot:
         options: dict[str, Any] = {"name": name or f"conformance_{uuid.uuid4().hex[:8]}"}
@@ -287,6 +316,25 @@ class FlavorUnderTest:
             raise HarnessError(f"could not read the run's records: {exc}") from exc
         finally:
             store.close()
+
+
+def live_step_processes(obs: RunObservation) -> list[str]:
+    """Step processes of the run still alive on this machine, as the OS sees them: a probe that
+    ran here (same host, not in a container) recorded its pid, and the process with that pid
+    still carries the run's ID in its environment (so a reused pid is not mistaken for it)."""
+    alive = []
+    marker = obs.run.orchestrator_run_id.encode() if obs.run.orchestrator_run_id else None
+    for records in obs.starts.values():
+        for record in records:
+            if marker is None or record["host"] != socket.gethostname() or record["container"]:
+                continue
+            try:
+                environ = Path(f"/proc/{record['pid']}/environ").read_bytes()
+            except OSError:
+                continue  # gone (or not ours to read)
+            if marker in environ:
+                alive.append(f"process {record['pid']} (step {record['step']!r}, attempt {record['attempt']})")
+    return alive
 
 
 class StatusWatch:

@@ -374,7 +374,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if failing:
         tr.write_line("reproduce a failure with:")
         for result in failing:
-            tr.write_line(f"  [{','.join(result['requirements'])}] {result['reproducer']}")
+            tr.write_line(f"  [{','.join(result['blamed'] or result['requirements'])}] {result['reproducer']}")
     if state.report_dir is not None:
         config.stash[_REPORT] = report
 

@@ -132,7 +132,8 @@ def probe(spec: dict, **inputs: Any) -> dict:
 
     ``spec`` keys: ``env_keys`` (names to record), ``fail_attempts`` (attempt numbers that raise;
     ``[-1]`` means every attempt), ``sleep`` (seconds), ``kill`` (SIGKILL itself after
-    recording), ``allocate_mb`` (allocate and touch that much memory), ``upstream`` (names).
+    recording), ``allocate_mb`` (allocate and touch that much memory), ``upstream`` (names),
+    ``log_env`` (print the recorded variables' names to the step log).
     """
     context = get_step_context()
     store = context.artifact_store
@@ -160,6 +161,10 @@ def probe(spec: dict, **inputs: Any) -> dict:
         "time": time.time(),
     }
     store.put(probe_key(snapshot_id, context.run_uuid, context.step_name, context.attempt, "start"), json.dumps(record).encode())
+    if spec.get("log_env"):
+        # What a careless step does: print its configuration. The names go to the step log,
+        # the values do not (a flavor may not be blamed for what the step itself prints).
+        print(f"probe {context.step_name}: environment has {sorted(record['env'])}", flush=True)
     if spec.get("kill"):
         os.kill(os.getpid(), signal.SIGKILL)
     if spec.get("allocate_mb"):

@@ -51,16 +51,18 @@ def test_declared_schedules_are_created_listed_updated_and_deleted(fut, capabili
     schedule_id = (obs_run.metadata if obs_run else {}).get("schedule_id")
     if not schedule_id:
         raise violation("SCHED-1", "submitting a scheduled pipeline returned no schedule_id in SubmissionResult.metadata")
+    # Listed by the backend: asked from a fresh process (a new client), not the creating object.
     try:
-        if schedule_id not in orchestrator.list_schedules():
-            raise violation("SCHED-1", f"schedule {schedule_id!r} is not listed after creation")
+        if schedule_id not in fut.ask_fresh_process("list_schedules"):
+            raise violation("SCHED-1", f"schedule {schedule_id!r} is not listed by a new client after creation",
+                            hint="a schedule must live on the backend, not in the orchestrator object that created it")
         orchestrator.update_schedule(schedule_id, snapshot)
-        if schedule_id not in orchestrator.list_schedules():
-            raise violation("SCHED-1", f"schedule {schedule_id!r} disappeared after an update")
+        if schedule_id not in fut.ask_fresh_process("list_schedules"):
+            raise violation("SCHED-1", f"schedule {schedule_id!r} is not listed by a new client after an update")
     finally:
-        orchestrator.delete_schedule(schedule_id)
-    if schedule_id in orchestrator.list_schedules():
-        raise violation("SCHED-1", f"schedule {schedule_id!r} is still listed after deletion")
+        fut.orchestrator().delete_schedule(schedule_id)  # deleted through another object than the creator
+    if schedule_id in fut.ask_fresh_process("list_schedules"):
+        raise violation("SCHED-1", f"schedule {schedule_id!r} is still listed by a new client after deletion")
 
 
 @pytest.mark.requirement("SCHED-3")
