@@ -78,6 +78,14 @@ class Findings:
     def add(self, found: FlavorViolation) -> None:
         self.violations.setdefault(found.requirement, found)
 
+    def check(self, assertion, *args: Any, **kwargs: Any) -> Any:
+        """Run one assertion of a check, keeping its violation instead of stopping there."""
+        try:
+            return assertion(*args, **kwargs)
+        except FlavorViolation as found:
+            self.add(found)
+            return None
+
     def raise_any(self) -> None:
         found = list(self.violations.values())
         if len(found) == 1:
@@ -146,6 +154,37 @@ class FlavorUnderTest:
             timeout=timeout,
         )
 
+    def __repr__(self) -> str:
+        # Tracebacks show the arguments of every frame: never the store password or the config.
+        return f"FlavorUnderTest({self.reference!r}, run_store={redact(self.run_store_url)!r})"
+
+    def secret_values(self) -> list[str]:
+        """Every secret this session knows (the run store's password, secret-looking config and
+        artifact-store option values), longest first: what the suite's output must never show."""
+        from sqlalchemy.engine import make_url
+
+        found: set[str] = set()
+
+        def collect(value: Any, key: str = "") -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    collect(v, str(k))
+            elif isinstance(value, (list, tuple)):
+                for v in value:
+                    collect(v, key)
+            elif isinstance(value, str) and value and redact(value, key) != value:
+                found.add(value)
+
+        collect(self.config)
+        collect(self.artifact_store_options)
+        try:
+            password = make_url(self.run_store_url).password
+        except Exception:  # noqa: BLE001 - not a URL SQLAlchemy can parse: nothing to hide
+            password = None
+        if password:
+            found.add(str(password))
+        return sorted(found, key=len, reverse=True)
+
     @property
     def name(self) -> str:
         return self.flavor.name
@@ -190,7 +229,9 @@ class FlavorUnderTest:
             self.run_store().close()
             self.artifact_store().list("snapshots/")
         except Exception as exc:
-            raise HarnessError(f"the conformance stores are not usable ({exc}); fix --conformance-run-store / --conformance-artifact-store") from exc
+            # from None: the chained driver traceback would show the connection parameters.
+            raise HarnessError(f"the conformance stores are not usable ({redact(str(exc))}); "
+                               "fix --conformance-run-store / --conformance-artifact-store") from None
 
     # -- running -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import random
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class SuiteState:
         self.report_dir = report_dir
         self.command = command
         self.results: list[dict[str, Any]] = []
+        self.secrets = fut.secret_values()
 
     def reproducer(self, check: str) -> list[str]:
         """The command that re-runs one check under this session's seed and options."""
@@ -338,6 +340,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         except Exception as exc:  # HarnessError: the suite's own fault
             outcome = "error"
             report.sections.append(("orcakit suite error", str(exc)))
+    if report.failed:
+        scrub(report, state.secrets)
     if report.when == "call" or outcome != "passed":
         report.user_properties.append(("orcakit_requirements", ",".join(requirement_ids(item))))
         report.user_properties.append(("orcakit_blamed", ",".join(blamed)))
@@ -347,6 +351,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             report.user_properties.append(("orcakit_reproducer", reproducer))
             report.sections.append(("orcakit reproducer", reproducer))
     return report
+
+
+#: The values SEC-1 checks plant in pipelines (see check_lifecycle.secret_canary).
+CANARY = re.compile(r"orcakit-canary-[0-9a-f]{32}")
+
+
+def scrub(report: pytest.TestReport, secrets: list[str]) -> None:
+    """Remove every secret this session knows from a failure's report — its traceback (whose
+    frames show arguments: connection strings, configs) and its captured output — before
+    pytest prints it or junitxml writes it (SEC-1)."""
+    from orcakit.redaction import REDACTED, redact
+
+    def clean(text: str) -> str:
+        text = CANARY.sub(REDACTED, redact(text))
+        for secret in secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    report.longrepr = clean(str(report.longrepr))
+    report.sections = [(title, clean(content)) for title, content in report.sections]
 
 
 def _message(report: pytest.TestReport) -> str | None:

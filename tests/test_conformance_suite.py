@@ -167,3 +167,56 @@ def test_failures_print_a_one_line_reproducer(pytester):
     assert result.parseoutcomes().get("failed", 0) >= 1
     lines = [line for line in result.outlines if line.strip().startswith("[RUNID-2]") and "pytest --flavor" in line]
     assert lines and "--conformance-seed=7" in lines[0] and " -k " in lines[0]
+
+
+def test_reproducer_carries_every_option(pytester, tmp_path):
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    artifacts = str(tmp_path / "artifacts")
+    result = run_pytest(pytester, "--flavor=orcakit.conformance.mutants:FixedRunId", "--requirement=RUNID-2",
+                        "--conformance-profile=quick", "--conformance-seed=7", f"--conformance-run-store={store}",
+                        f"--conformance-artifact-store={artifacts}", "--conformance-timeout=120",
+                        "--flavor-option=launcher=exec")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, tail(result, 3000)
+    line = next(line for line in result.outlines if line.strip().startswith("[RUNID-2]") and "pytest --flavor" in line)
+    for option in ("--conformance-profile=quick", "--conformance-seed=7", f"--conformance-run-store={store}",
+                   f"--conformance-artifact-store={artifacts}", "--conformance-timeout=120", "--flavor-option=launcher=exec"):
+        assert option in line, (option, line)
+
+
+PASSWORD = "pw-d0d9b1e3c7"
+
+
+def test_no_secret_in_terminal_junit_or_report_when_the_store_is_unreachable(pytester):
+    """A run-store URL with a password that cannot be reached: every check errors, and neither
+    the terminal, JUnit, report.json nor report.html shows the password (tracebacks show frame
+    arguments, drivers put it in their connection strings)."""
+    bundle = pytester.path / "bundle"
+    result = run_pytest(pytester, "--flavor=local", "--requirement=RUNID-2", "--conformance-profile=quick",
+                        f"--conformance-run-store=postgresql+psycopg://orcakit:{PASSWORD}@127.0.0.1:1/none",
+                        f"--report-dir={bundle}")
+    assert result.ret != 0
+    report = json.loads((bundle / "report.json").read_text())
+    assert {check["outcome"] for check in report["checks"]} == {"error"}
+    outputs = {"terminal": result.stdout.str() + result.stderr.str(),
+               **{name: (bundle / name).read_text() for name in ("junit.xml", "report.json", "report.html")}}
+    assert "connection" in outputs["junit.xml"].lower()  # the failure is there, explained
+    leaked = [where for where, text in outputs.items() if PASSWORD in text]
+    assert not leaked, leaked
+    assert "orcakit:********@127.0.0.1" in outputs["terminal"]
+
+
+def test_a_failure_blames_its_requirements_and_leaves_the_others_inconclusive(pytester):
+    """RunIdPerStep breaks RUNID-1 and, since each step then attaches to a run of its own,
+    STORE-1. The check of RUNID-1, STORE-1 and ENV-1 blames exactly those two (a multi-failure
+    keeps every ID) and leaves ENV-1 inconclusive: it never got to verify it."""
+    bundle = pytester.path / "bundle"
+    result = run_pytest(pytester, "--flavor=orcakit.conformance.mutants:RunIdPerStep", "--conformance-profile=quick",
+                        "--conformance-seed=3", "-k", "test_parallel_first_steps_converge_on_one_run", f"--report-dir={bundle}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, tail(result, 3000)
+    report = json.loads((bundle / "report.json").read_text())
+    (check,) = report["checks"]
+    assert sorted(check["blamed"]) == ["RUNID-1", "STORE-1"] and check["requirements"] == ["RUNID-1", "STORE-1", "ENV-1"]
+    outcome = {row["id"]: row["outcome"] for row in report["requirements"]}
+    assert (outcome["RUNID-1"], outcome["STORE-1"], outcome["ENV-1"]) == ("failed", "failed", "inconclusive")
+    html = (bundle / "report.html").read_text()
+    assert 'href="#failure-1"' in html and "on STORE-1, RUNID-1" in html

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orcakit import Schedule, UnsupportedFeatureError
-from orcakit.conformance.harness import chain, violation
+from orcakit.conformance.harness import Findings, chain, violation
 from orcakit.conformance.plugin import unsupported
 
 SCHEDULES = {
@@ -93,19 +93,22 @@ def test_dynamic_pipeline_runs_its_runtime_dag_under_one_run_id(fut, capabilitie
     if not capabilities.dynamic_pipelines:
         unsupported("dynamic_pipelines is not declared")
     obs = fut.run(fut.compile_dynamic(width, env_keys=[]))
+    found = Findings()
+    # Run IDs first, of whatever ran: a step that attached to another run breaks the rest.
+    ids = obs.run_ids()
+    if len(ids) > 1:
+        found.add(violation("RUNID-1", "steps of one dynamic run saw different run IDs", run_ids=sorted(ids)))
+    elif ids and obs.run.orchestrator_run_id not in ids:
+        # The orchestration environment attached the run with its own get_orchestrator_run_id();
+        # the record must carry the ID every step saw (a restarted environment re-derives it the same way).
+        found.add(violation("RUNID-5", "the orchestration environment's run ID differs from the steps'",
+                            orchestration=obs.run.orchestrator_run_id, steps=sorted(ids)))
     expected = ["root", *(f"child_{i}" for i in range(width)), "join"]
     missing = [name for name in expected if not obs.executed(name)]
     if missing:
-        raise violation("DYN-1", f"dynamic steps {missing} did not run", run=obs.run.status.value, reason=obs.run.reason,
-                        steps={k: (v.status.value, v.reason) for k, v in obs.steps.items()})
-    ids = obs.run_ids()
-    if len(ids) != 1:
-        raise violation("RUNID-1", "steps of one dynamic run saw different run IDs", run_ids=sorted(ids))
-    # The orchestration environment attached the run with its own get_orchestrator_run_id();
-    # the record must carry the ID every step saw (a restarted environment re-derives it the same way).
-    if obs.run.orchestrator_run_id not in ids:
-        raise violation("RUNID-5", "the orchestration environment's run ID differs from the steps'",
-                        orchestration=obs.run.orchestrator_run_id, steps=sorted(ids))
+        found.add(violation("DYN-1", f"dynamic steps {missing} did not run", run=obs.run.status.value, reason=obs.run.reason,
+                            steps={k: (v.status.value, v.reason) for k, v in obs.steps.items()}))
+    found.raise_any()
     join = obs.starts["join"][0]
     for i in range(width):
         if join["inputs"].get(f"in_child_{i}") != obs.ends[f"child_{i}"][0]["token"]:

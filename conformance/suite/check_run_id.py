@@ -9,7 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from orcakit import MAX_RUN_ID_LENGTH
-from orcakit.conformance.harness import chain, violation
+from orcakit.conformance.harness import Findings, chain, violation
 from orcakit.conformance.strategies import dags
 
 
@@ -44,17 +44,21 @@ def test_every_step_of_a_run_sees_the_same_run_id(fut, dag):
     missing = [node["name"] for node in dag["nodes"] if not obs.executed(node["name"])]
     if missing:
         raise violation("RUNID-1", f"steps {missing} never ran", statuses={k: v.status.value for k, v in obs.steps.items()})
-    assert_one_run(obs)
-    assert_one_run_id(obs)
+    found = Findings()
+    found.check(assert_one_run, obs)
+    found.check(assert_one_run_id, obs)
+    found.raise_any()
 
 
-@pytest.mark.requirement("RUNID-1", "STORE-1")
+@pytest.mark.requirement("RUNID-1", "STORE-1", "ENV-1")
 def test_parallel_first_steps_converge_on_one_run(fut):
     """Six independent roots race to create the run; all must land in the same one."""
     dag = {"nodes": [{"name": f"root{i}", "upstream": [], "spec": {}} for i in range(6)]}
     obs = fut.run(fut.compile_dag(dag))
-    assert_one_run(obs)
-    assert_one_run_id(obs)
+    found = Findings()
+    found.check(assert_one_run, obs)
+    found.check(assert_one_run_id, obs)
+    found.raise_any()
 
 
 @pytest.mark.requirement("RUNID-2")
