@@ -39,7 +39,7 @@ from orcakit.reference import AttemptRecord, RunRecord, RunStore, StepRecord
 
 from orcakit.redaction import redact
 
-from .probes import dynamic_probe_dag, probe_dag
+from .probes import dynamic_probe_dag, probe_dag, process_start_ticks
 
 
 class FlavorViolation(AssertionError):
@@ -361,21 +361,24 @@ class FlavorUnderTest:
 
 def live_step_processes(obs: RunObservation) -> list[str]:
     """Step processes of the run still alive on this machine, as the OS sees them: a probe that
-    ran here (same host, not in a container) recorded its pid, and the process with that pid
-    still carries the run's ID in its environment (so a reused pid is not mistaken for it)."""
+    ran here (same host, not in a container) recorded its pid and when that process started, so
+    a pid the kernel has since given to another process is not mistaken for it. (A forked step
+    cannot be found by its environment: /proc shows the environment a process was exec-ed with.)"""
     alive = []
-    marker = obs.run.orchestrator_run_id.encode() if obs.run.orchestrator_run_id else None
     for records in obs.starts.values():
         for record in records:
-            if marker is None or record["host"] != socket.gethostname() or record["container"]:
+            if record["host"] != socket.gethostname() or record["container"] or record.get("pid_started") is None:
                 continue
-            try:
-                environ = Path(f"/proc/{record['pid']}/environ").read_bytes()
-            except OSError:
-                continue  # gone (or not ours to read)
-            if marker in environ:
+            if process_start_ticks(record["pid"]) == record["pid_started"] and not _zombie(record["pid"]):
                 alive.append(f"process {record['pid']} (step {record['step']!r}, attempt {record['attempt']})")
     return alive
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 class StatusWatch:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import shlex
+import threading
 import time
 import uuid
 from typing import ClassVar
 
-from orcakit import MEMORY_UNITS, ExecutionStatus
+from orcakit import MEMORY_UNITS, ExecutionStatus, SubmissionResult
 from orcakit.reference.flavors.local.cgroups import StepCgroup
 from orcakit.reference.flavors.local import LocalFlavor
 from orcakit.reference.flavors.local.orchestrator import LocalOrchestrator
@@ -55,8 +56,10 @@ class RunIdPerStepOrchestrator(LocalOrchestrator):
 
 
 class RunIdPerStep(Mutant):
-    bug = "a new run ID every time it is asked (so per step)"
-    violates = frozenset({"RUNID-1"})
+    bug = "a new run ID every time it is asked (so per step, each attaching to a run of its own)"
+    # Asked in the step, the ID differs from the variable (ENV-1); steps land in runs of their
+    # own (STORE-1); a dynamic run's orchestration never finds its steps (DYN-1, RUNID-5).
+    violates = frozenset({"RUNID-1", "STORE-1", "ENV-1", "DYN-1", "RUNID-5"})
 
 
 class TimestampRunIdOrchestrator(LocalOrchestrator):
@@ -123,7 +126,7 @@ class ShellQuotingOrchestrator(LocalOrchestrator):
 
 class ShellQuoting(Mutant):
     bug = "environment values pass through shell word splitting"
-    violates = frozenset({"ENV-2"})
+    violates = frozenset({"ENV-2", "ENV-3"})
 
 
 # -- resources ---------------------------------------------------------------------------------
@@ -273,8 +276,264 @@ class LeavesCgroups(Mutant):
     violates = frozenset({"CLEAN-1"})
 
 
+# -- hostile values: caught by the fixed examples every run, not by chance ----------------------
+
+
+class _ValueMangling(LocalOrchestrator):
+    """Passes every user variable's value through :meth:`mangle` on its way into the step."""
+
+    def mangle(self, value: str) -> str:
+        return value
+
+    def step_environment(self, snapshot, step_name, environment, run_id, attempt):
+        mangled = {k: v if k.startswith("ORCAKIT_") else self.mangle(v) for k, v in environment.items()}
+        return super().step_environment(snapshot, step_name, {k: v for k, v in mangled.items() if v is not None},
+                                        run_id, attempt)
+
+
+class StripsTrailingNewlineOrchestrator(_ValueMangling):
+    def mangle(self, value):
+        return value.rstrip("\n")  # what `VALUE=$(...)` does
+
+
+class StripsTrailingNewline(Mutant):
+    bug = "trailing newlines of environment values are lost (command substitution)"
+    violates = frozenset({"ENV-2", "ENV-3"})
+
+
+class DropsEmptyValuesOrchestrator(_ValueMangling):
+    def mangle(self, value):
+        return value or None  # `if value:` filters
+
+
+class DropsEmptyValues(Mutant):
+    bug = "environment variables with an empty value are dropped"
+    violates = frozenset({"ENV-2", "ENV-3"})
+
+
+class KilobyteIsKibibyteOrchestrator(LocalOrchestrator):
+    def resource_limits(self, resources):
+        cpu, memory = super().resource_limits(resources)
+        if resources.memory is not None and resources.memory.endswith("KB"):
+            memory = int(resources.memory[:-2]) * 1024  # the old habit: a kilobyte of 1024 bytes
+        return cpu, memory
+
+
+class KilobyteIsKibibyte(Mutant):
+    bug = "KB read as 1024 bytes (the other units right)"
+    violates = frozenset({"RES-3"})
+
+
+class CpuCappedAtOneOrchestrator(LocalOrchestrator):
+    def resource_limits(self, resources):
+        cpu, memory = super().resource_limits(resources)
+        return (None if cpu is None else min(cpu, 1.0)), memory
+
+
+class CpuCappedAtOne(Mutant):
+    bug = "cpu_count above one capped at one CPU"
+    violates = frozenset({"RES-2"})
+
+
+# -- resources on every step -------------------------------------------------------------------
+
+
+class ResourcesOfFirstStepOnlyOrchestrator(LocalOrchestrator):
+    def step_cgroup(self, snapshot, step_name, attempt):
+        if step_name != snapshot.topological_order()[0]:
+            return None  # tested with one-step pipelines only
+        return super().step_cgroup(snapshot, step_name, attempt)
+
+
+class ResourcesOfFirstStepOnly(Mutant):
+    bug = "only the first step's resources are enforced"
+    violates = frozenset({"RES-2", "RES-3"})
+
+
+class IgnoresGpuRequestOrchestrator(LocalOrchestrator):
+    def check_snapshot(self, snapshot, stores):
+        pass  # accepts gpu_count=1 on a machine without GPUs...
+
+    def enforcement_environment(self, spec):
+        return {"CUDA_VISIBLE_DEVICES": ""} if spec.resources.gpu_count == 0 else {}  # ...and requests nothing
+
+
+class IgnoresGpuRequest(Mutant):
+    bug = "gpu_count >= 1 accepted and silently not requested"
+    violates = frozenset({"RES-4"})
+
+
+# -- ordering under width ----------------------------------------------------------------------
+
+
+class IgnoresMaxParallelismOrchestrator(LocalOrchestrator):
+    @property
+    def max_parallelism(self) -> int:
+        return 64  # the config field exists, nothing reads it
+
+
+class IgnoresMaxParallelism(Mutant):
+    bug = "max_parallelism is not applied"
+    violates = frozenset({"ORDER-5"})
+
+
+# -- retry timing ------------------------------------------------------------------------------
+
+
+class _BackoffZeroIsConstantScheduler(DagScheduler):
+    def retry_delay(self, name, attempt):
+        retry = self.snapshot.steps[name].retry
+        if retry is not None and retry.backoff == 0:
+            return retry.delay  # "backoff 0" read as "no backoff": every retry waits delay
+        return super().retry_delay(name, attempt)
+
+
+class BackoffZeroIsConstantOrchestrator(LocalOrchestrator):
+    scheduler_class = _BackoffZeroIsConstantScheduler
+
+
+class BackoffZeroIsConstant(Mutant):
+    bug = "backoff=0 treated as constant delay (the formula says only the first retry waits)"
+    violates = frozenset({"RETRY-2"})
+
+
+class _BackoffExponentOffByOneScheduler(DagScheduler):
+    def retry_delay(self, name, attempt):
+        retry = self.snapshot.steps[name].retry
+        if retry is None:
+            return 0.0
+        return retry.delay * retry.backoff**attempt  # the exponent starts at 1, not 0
+
+
+class BackoffExponentOffByOneOrchestrator(LocalOrchestrator):
+    scheduler_class = _BackoffExponentOffByOneScheduler
+
+
+class BackoffExponentOffByOne(Mutant):
+    bug = "retry k waits delay * backoff**k (one factor of backoff too many)"
+    violates = frozenset({"RETRY-2"})
+
+
+# -- concurrent submissions of one snapshot ----------------------------------------------------
+
+
+class SnapshotTimestampRunIdOrchestrator(LocalOrchestrator):
+    def new_run_id(self, snapshot) -> str:
+        return f"{snapshot.snapshot_id[:12]}-{int(time.time())}"
+
+
+class SnapshotTimestampRunId(Mutant):
+    bug = "run ID from the snapshot and the second it was submitted (overlapping schedule runs collide)"
+    violates = frozenset({"RUNID-2"})
+
+
+# -- stop and FAIL_FAST by what still runs -----------------------------------------------------
+
+
+class _AbandoningHandle:
+    """A handle whose kill() lets go of the attempt instead of ending it: the scheduler records
+    the step STOPPED, the process runs on."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.abandoned = threading.Event()
+        self.ended = threading.Event()
+        self.code: int | None = None
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        self.code = self.inner.wait()
+        self.ended.set()
+
+    def wait(self) -> int:
+        while not self.ended.wait(0.05):
+            if self.abandoned.is_set():
+                return -9
+        return self.code
+
+    def kill(self) -> None:
+        self.abandoned.set()
+
+    def describe_exit(self, code: int) -> str:
+        return self.inner.describe_exit(code)
+
+    def cleanup(self) -> None:
+        if self.ended.is_set():
+            self.inner.cleanup()
+
+
+class AbandonsStoppedStepsOrchestrator(LocalOrchestrator):
+    def launch_step(self, run, step_name, attempt):
+        return _AbandoningHandle(super().launch_step(run, step_name, attempt))
+
+
+class AbandonsStoppedSteps(Mutant):
+    bug = "stopping a step records it STOPPED without ending its process"
+    violates = frozenset({"FAIL-2", "CLEAN-2"})
+
+
+# -- schedules ---------------------------------------------------------------------------------
+
+
+class InMemorySchedulesOrchestrator(LocalOrchestrator):
+    _schedules: ClassVar[dict[str, object]] = {}  # this process's memory, not the backend
+
+    def submit_pipeline(self, snapshot, base_environment, step_environments, placeholder_run=None):
+        if snapshot.schedule is None:
+            return super().submit_pipeline(snapshot, base_environment, step_environments, placeholder_run)
+        schedule_id = f"schedule-{uuid.uuid4().hex[:12]}"
+        self._schedules[schedule_id] = snapshot.schedule
+        return SubmissionResult(metadata={"schedule_id": schedule_id})
+
+    def update_schedule(self, schedule_id, snapshot):
+        self._schedules[schedule_id] = snapshot.schedule
+
+    def delete_schedule(self, schedule_id):
+        self._schedules.pop(schedule_id, None)
+
+    def list_schedules(self):
+        return sorted(self._schedules)
+
+
+class InMemorySchedules(Mutant):
+    bug = "schedules kept in the client's memory instead of on the backend"
+    violates = frozenset({"SCHED-1"})
+    capabilities = LocalFlavor.capabilities.model_copy(update={"schedules": frozenset({"cron"})})
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+class LogsStepEnvironmentOrchestrator(LocalOrchestrator):
+    def launch_step(self, run, step_name, attempt):
+        env = run.step_environments[step_name]
+        with open(run.log_path(step_name), "a") as log:  # "debug output" in the step log
+            log.write(f"launching {step_name} with environment {env}\n")
+        return super().launch_step(run, step_name, attempt)
+
+
+class LogsStepEnvironment(Mutant):
+    bug = "the step's environment, secrets included, written to its log"
+    violates = frozenset({"SEC-1"})
+
+
+class DebugSnapshotCopyOrchestrator(LocalOrchestrator):
+    def prepare_run(self, run):
+        store = run.stores.open_artifact_store()
+        store.put(f"debug/{run.snapshot.snapshot_id}.json", run.snapshot.model_dump_json().encode())
+        return super().prepare_run(run)
+
+
+class DebugSnapshotCopy(Mutant):
+    bug = "a plain copy of the snapshot (environment included) kept in the artifact store for debugging"
+    violates = frozenset({"SEC-1"})
+
+
 ALL: tuple[type[Mutant], ...] = (
     FixedRunId, RunIdPerStep, TimestampRunId, NameBasedRunId, RunIdChangesOnRetry,
     DropsStepEnvironment, ShellQuoting, IgnoresResources, MemoryUnitConfusion, RoundsCpu,
     StartsEarly, RunsAfterFailure, SwallowsFailure, IgnoresFailFast, WrongRetryCount, LeavesCgroups,
+    StripsTrailingNewline, DropsEmptyValues, KilobyteIsKibibyte, CpuCappedAtOne, ResourcesOfFirstStepOnly,
+    IgnoresGpuRequest, IgnoresMaxParallelism, BackoffZeroIsConstant, BackoffExponentOffByOne,
+    SnapshotTimestampRunId, AbandonsStoppedSteps, InMemorySchedules, LogsStepEnvironment, DebugSnapshotCopy,
 )

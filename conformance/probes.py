@@ -114,6 +114,16 @@ def observe_gpus() -> int | None:
     return len(devices)
 
 
+def process_start_ticks(pid: int | str = "self") -> int | None:
+    """When a process started (clock ticks since boot, /proc/<pid>/stat field 22): with the pid,
+    it names one process for good — a later process that reuses the pid started later."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 def container_identity() -> str | None:
     """A container ID from /proc/self/cgroup or mountinfo, when running in one."""
     for source in ("/proc/self/cgroup", "/proc/self/mountinfo"):
@@ -156,6 +166,7 @@ def probe(spec: dict, **inputs: Any) -> dict:
         },
         "inputs": {name: value.get("token") if isinstance(value, dict) else value for name, value in inputs.items()},
         "pid": os.getpid(),
+        "pid_started": process_start_ticks(),
         "host": socket.gethostname(),
         "container": container_identity(),
         "time": time.time(),

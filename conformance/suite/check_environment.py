@@ -79,11 +79,12 @@ def test_environment_reaches_each_step_exactly(fut, case):
         node["spec"]["env_keys"] = all_keys
     obs = fut.run(fut.compile_dag(dag, environment=pipeline_env))
     found = Findings()
+    if not any(obs.executed(node["name"]) for node in dag["nodes"]):
+        raise violation("ENV-2", "no step ran, so no environment reached any", status=obs.run.status.value, reason=obs.run.reason)
     for node in dag["nodes"]:
         name = node["name"]
         if not obs.executed(name):
-            raise violation("ENV-2", f"step {name!r} never ran", status=obs.steps.get(name) and obs.steps[name].status.value,
-                            reason=obs.steps.get(name) and obs.steps[name].reason)
+            continue  # a step held back by another bug (other checks name it) has no environment to check
         record = obs.starts[name][0]
         if record["env_run_id"] is None:
             found.add(violation("ENV-1", f"step {name!r} has no run-ID variable {fut.flavor.run_id_env_var}"))
