@@ -245,13 +245,17 @@ def _secret_stack(stack: StackSpec, run_store: str | None = None) -> StackSpec:
     return stack.model_copy(update=update)
 
 
-def _run_static_and_check(stack: StackSpec, execute) -> None:
-    snapshot = sp.sealed_static.compile(stack)
+def _run(pipeline, stack: StackSpec, execute, *step_names: str) -> tuple[PipelineSnapshot, list[dict]]:
+    """Run to completion; the snapshot and what the named steps observed."""
+    snapshot = pipeline.compile(stack)
     run, steps = execute(snapshot, stack=stack)
     assert run.status is ExecutionStatus.COMPLETED, {name: step.reason for name, step in steps.items()}
+    return snapshot, [execute.output(stack, run, name) for name in step_names]
+
+
+def _run_static_and_check(stack: StackSpec, execute) -> None:
+    snapshot, (first, second) = _run(sp.sealed_static, stack, execute, "with_step_secrets", "pipeline_secrets_only")
     pipeline_env = {**sp.PIPELINE_SECRETS, **sp.PLAIN}
-    first = execute.output(stack, run, "with_step_secrets")
-    second = execute.output(stack, run, "pipeline_secrets_only")
     assert first["env"] == _expected({**pipeline_env, **sp.STEP_SECRETS})
     assert second["env"] == _expected(pipeline_env)
     for seen in (first, second):
@@ -274,12 +278,8 @@ def test_static_run_stores_no_secret_on_sqlite(make_stack, execute, launcher: st
 
 def test_dynamic_run_children_get_their_secrets_and_store_none(stack: StackSpec, execute) -> None:
     stack = _secret_stack(stack)
-    snapshot = sp.sealed_dynamic.compile(stack)
-    run, steps = execute(snapshot, stack=stack)
-    assert run.status is ExecutionStatus.COMPLETED, {name: step.reason for name, step in steps.items()}
+    snapshot, (child, plain_child) = _run(sp.sealed_dynamic, stack, execute, "dynamic_child", "dynamic_plain_child")
     pipeline_env = {**sp.PIPELINE_SECRETS, **sp.PLAIN}
-    child = execute.output(stack, run, "dynamic_child")
-    plain_child = execute.output(stack, run, "dynamic_plain_child")
     assert child["env"] == _expected({**pipeline_env, **sp.DYNAMIC_STEP_SECRETS})
     assert plain_child["env"] == _expected(pipeline_env)
     assert child["run_store"] == plain_child["run_store"] == sp.digest(stack.run_store)
