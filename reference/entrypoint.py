@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from orcakit import (
@@ -35,18 +36,23 @@ from orcakit import (
     StepSpec,
     check_run_id,
     load_flavor,
+    secrets_environment,
+    snapshot_secrets,
     step_context,
+    unseal,
+    unseal_step,
 )
 from orcakit.sources import import_object
 
 from ._runtime.artifact_store import (
     ArtifactStore,
     dematerialize,
-    dynamic_step_key,
+    load_dynamic_step,
     load_snapshot,
     materialize,
     open_artifact_store,
     output_key,
+    save_dynamic_step,
 )
 from ._runtime.run_store import RunStore
 
@@ -79,9 +85,14 @@ def import_source(source: str, roots: list[str] = ()) -> Any:
 class StepRunner:
     """Runs steps of one snapshot against its stores (one instance per process)."""
 
-    def __init__(self, artifact_store_uri: str, snapshot_id: str) -> None:
+    def __init__(self, artifact_store_uri: str, snapshot_id: str, environ: Mapping[str, str] | None = None) -> None:
+        """``environ``: the step environment that carries the snapshot's secrets (default: this
+        process's; a fork server passes the step's, which it builds the runner for)."""
         self.artifacts: ArtifactStore = open_artifact_store(artifact_store_uri)
-        self.snapshot = load_snapshot(self.artifacts, snapshot_id)
+        # The stored snapshot is sealed (SPEC SEC-1); the stack's and the pipeline's secrets
+        # come from the environment, each step's own in run_step.
+        self.secrets = snapshot_secrets(os.environ if environ is None else environ)
+        self.snapshot = unseal(load_snapshot(self.artifacts, snapshot_id), self.secrets)
         self.orchestrator = build_orchestrator(self.snapshot)
         self._store: RunStore | None = None
 
@@ -103,10 +114,13 @@ class StepRunner:
         return run_id, run.id
 
     def step_spec(self, step_name: str) -> StepSpec:
+        """The step, unsealed with the secrets of this process's environment (the step's own)."""
+        secrets = snapshot_secrets(os.environ)
         if step_name in self.snapshot.steps:
+            self.snapshot = unseal(self.snapshot, secrets, step=step_name)
             return self.snapshot.steps[step_name]
         # a step a dynamic pipeline added at run time
-        return StepSpec.model_validate_json(self.artifacts.get(dynamic_step_key(self.snapshot.snapshot_id, step_name)))
+        return unseal_step(load_dynamic_step(self.artifacts, self.snapshot.snapshot_id, step_name), secrets)
 
     def run_step(self, step_name: str) -> int:
         try:
@@ -171,8 +185,10 @@ class StepRunner:
         def execute(spec: StepSpec) -> Any:
             name = spec.name
             self.snapshot = self.snapshot.with_step(spec)
-            self.artifacts.put(dynamic_step_key(self.snapshot.snapshot_id, name), spec.model_dump_json().encode())
-            self.orchestrator.run_isolated_step(self.snapshot, name, {**base_env, **spec.environment})
+            # Stored sealed; the step gets the shared secrets and its own (SPEC SEC-1).
+            step_secrets = save_dynamic_step(self.artifacts, self.snapshot.snapshot_id, spec)
+            secrets = secrets_environment({**self.secrets, **step_secrets})
+            self.orchestrator.run_isolated_step(self.snapshot, name, {**base_env, **spec.environment, **secrets})
             record = self.store.step(run_uuid, name)
             if record is None or record.status is not ExecutionStatus.COMPLETED:
                 status = "never started" if record is None else record.status.name

@@ -37,6 +37,16 @@ from .orchestrator import (
     check_run_id,
     unimplemented,
 )
+from .sealing import (
+    SNAPSHOT_SECRETS_ENV,
+    SealedSnapshot,
+    seal,
+    seal_step,
+    secrets_environment,
+    snapshot_secrets,
+    unseal,
+    unseal_step,
+)
 from .settings import MEMORY_UNITS, ResourceSettings, Schedule, StepRetryConfig, parse_memory
 from .snapshot import ArtifactRef, ComponentSpec, PipelineSnapshot, StackSpec, StepSpec
 from .status import ExecutionMode, ExecutionStatus
@@ -59,4 +69,7 @@ __all__ = [
     # runtime hooks: what a runtime (orcakit.reference, or another) builds on
     "DynamicRun", "PLACEHOLDER_RUN_ENV", "RUNNER_ENTRY_POINT_GROUP", "SNAPSHOT_ID_ENV", "STEP_ENTRYPOINT_MODULE",
     "load_runner", "step_context", "unimplemented",
+    # sealed snapshots (SPEC SEC-1): what is stored holds no secret; the step gets them apart
+    "SNAPSHOT_SECRETS_ENV", "SealedSnapshot", "seal", "seal_step", "secrets_environment", "snapshot_secrets", "unseal",
+    "unseal_step",
 ]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .capabilities import Capabilities, ResourceSupport
 from .errors import RunIdError, UnsupportedFeatureError
+from .sealing import seal
 from .snapshot import PipelineSnapshot
 from .status import ExecutionStatus
 
@@ -201,14 +202,17 @@ class BaseOrchestrator(ABC):
     def run(self, snapshot: PipelineSnapshot, placeholder_run: Any | None = None) -> SubmissionResult | None:
         """Validate, build environments and submit. Flavors do not override this."""
         self.validate_snapshot(snapshot)
-        base_environment = {SNAPSHOT_ID_ENV: snapshot.snapshot_id, **snapshot.environment}
+        # The stored snapshot is sealed (SPEC SEC-1): each step gets the secrets it needs to
+        # unseal it in one secret-looking variable of its environment.
+        sealed = seal(snapshot)
+        base_environment = {SNAPSHOT_ID_ENV: snapshot.snapshot_id, **snapshot.environment, **sealed.environment()}
         placeholder_id = getattr(placeholder_run, "id", None)
         if placeholder_id:
             base_environment[PLACEHOLDER_RUN_ENV] = placeholder_id
         if snapshot.dynamic:
             return self.submit_dynamic_pipeline(snapshot, base_environment, placeholder_run)
         step_environments = {
-            name: {**base_environment, **spec.environment} for name, spec in snapshot.steps.items()
+            name: {**base_environment, **spec.environment, **sealed.environment(name)} for name, spec in snapshot.steps.items()
         }
         return self.submit_pipeline(snapshot, base_environment, step_environments, placeholder_run)
 

@@ -470,6 +470,38 @@ def test_environment_is_delivered_exactly_without_a_shell(pipes, docker_stack):
     assert seen["container"]  # it really ran in a container
 
 
+#: Secret-looking keys with hostile values (SPEC SEC-1, ENV-2): sealed in what is stored, exact
+#: in the step.
+SECRET_HOSTILE = {
+    "API_KEY": "docker-sealed-api-key-61c2 $HOME 'q' \"d\"\nline2",
+    "CK_TOKEN": "docker-sealed-token-0f9b ; rm -rf / # \u2603",
+}
+
+
+def test_secret_looking_values_reach_the_container_exactly_and_are_stored_sealed(pipes, docker_stack):
+    import stat
+
+    from orcakit.redaction import REDACTED
+
+    stack = docker_stack(options={"aws_secret_access_key": "docker-sealed-option-3d7e"})
+    pipe_secret = {"DB_PASSWORD": "docker-sealed-pipe-password-9a4d"}
+    pipeline = pipes.observed.with_options(environment=pipe_secret)
+    record, steps = run(pipeline, stack, [*SECRET_HOSTILE, "DB_PASSWORD"], {}, SECRET_HOSTILE)
+    assert record.status is S.COMPLETED, steps["observe"].reason
+    assert output(stack, record.id, "observe")["env"] == {**SECRET_HOSTILE, **pipe_secret}
+    root = Path(stack.artifact_store)
+    (stored,) = (root / "snapshots").glob("*.json")
+    assert json.loads(stored.read_text())["environment"] == {"DB_PASSWORD": REDACTED}
+    secrets = [*SECRET_HOSTILE.values(), *pipe_secret.values(), "docker-sealed-option-3d7e"]
+    # the step's own output holds what it returned (the values, here); everything else may not
+    for path in (p for p in root.rglob("*") if p.is_file() and "runs" not in p.relative_to(root).parts):
+        assert not any(secret.encode() in path.read_bytes() for secret in secrets), f"a secret is stored in {path}"
+    database = Path(stack.run_store[len("sqlite:///"):])
+    assert not any(secret.encode() in database.read_bytes() for secret in secrets)
+    for path in (p for p in root.rglob("*") if p.is_file()):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o007 == 0, f"{path} is readable by every user"
+
+
 @pytest.mark.parametrize(
     "resources, cpu, memory",
     [

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from orcakit import ArtifactNotFoundError, PipelineSnapshot, StoreError
+from orcakit import ArtifactNotFoundError, PipelineSnapshot, StepSpec, StoreError, seal, seal_step
 
 from .stores import ArtifactStoreKind, artifact_store_kind
 
@@ -75,7 +75,11 @@ class LocalArtifactStore(ArtifactStore):
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-            os.chmod(tmp, 0o644)
+            # Owner-only: artifacts, snapshots and logs are nobody else's business (SPEC SEC-1).
+            # Where the folder's default ACL shares it with named users (the docker flavor's
+            # step containers), the group bits are the ACL mask: read-only lets them read it
+            # (files are replaced, never written in place), and "other" stays excluded.
+            os.chmod(tmp, 0o640 if _shared_by_acl(path.parent) else 0o600)
             os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new, never a part
         except BaseException:
             try:
@@ -106,6 +110,14 @@ class LocalArtifactStore(ArtifactStore):
             for path in base.rglob("*")
             if path.is_file() and not path.name.endswith(".partial")
         )
+
+
+def _shared_by_acl(folder: Path) -> bool:
+    """Whether ``folder`` has a default POSIX ACL (new files inherit named users' access)."""
+    try:
+        return bool(os.getxattr(folder, "system.posix_acl_default"))
+    except OSError:  # no such attribute, or no ACLs on this file system
+        return False
 
 
 class S3ArtifactStore(ArtifactStore):
@@ -180,11 +192,27 @@ def log_key(snapshot_id: str, step_name: str) -> str:
 
 
 def save_snapshot(store: ArtifactStore, snapshot: PipelineSnapshot) -> str:
-    return store.put(snapshot_key(snapshot.snapshot_id), snapshot.model_dump_json().encode())
+    """Store ``snapshot`` sealed: no secret in plain text (SPEC SEC-1). The orchestrator gives
+    each step the secrets to unseal it (``orcakit.seal``, ``BaseOrchestrator.run``)."""
+    return store.put(snapshot_key(snapshot.snapshot_id), seal(snapshot).snapshot.model_dump_json().encode())
 
 
 def load_snapshot(store: ArtifactStore, snapshot_id: str) -> PipelineSnapshot:
+    """The snapshot as stored: sealed (``orcakit.unseal`` puts a step's secrets back)."""
     return PipelineSnapshot.model_validate_json(store.get(snapshot_key(snapshot_id)))
+
+
+def save_dynamic_step(store: ArtifactStore, snapshot_id: str, spec: StepSpec) -> dict[str, Any]:
+    """Store a step a dynamic pipeline added, sealed; return the secrets taken out of it (the
+    step's launcher puts them into its environment)."""
+    sealed, secrets = seal_step(spec)
+    store.put(dynamic_step_key(snapshot_id, spec.name), sealed.model_dump_json().encode())
+    return secrets
+
+
+def load_dynamic_step(store: ArtifactStore, snapshot_id: str, step_name: str) -> StepSpec:
+    """A dynamic step as stored: sealed (``orcakit.unseal_step`` puts its secrets back)."""
+    return StepSpec.model_validate_json(store.get(dynamic_step_key(snapshot_id, step_name)))
 
 
 # -- materializers ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ without waiting for each ``create``/``start`` round trip in turn.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -157,7 +158,8 @@ class StepContainer:
 
     def _stream_logs(self, container: Any) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        # not readable by other users (SPEC SEC-1); host root and the writer read it
+        with open(self.log_path, "ab", opener=lambda path, flags: os.open(path, flags, 0o600)) as log:
             log.write(f"===== {self.step}: attempt {self.attempt} in container {self.name} =====\n".encode())
             log.flush()
             pending = b""

@@ -11,8 +11,9 @@ creates) is granted access with POSIX ACLs, written straight to the ``system.pos
 extended attributes (no ``setfacl`` binary needed):
 
 - the artifact folder and every folder below it: ``rwx`` for the user, inherited by new folders
-  through a *default* ACL (files there are written once and renamed into place, never changed in
-  place, so folders are all that needs it);
+  through a *default* ACL; files there are owner-only (SPEC SEC-1) and written once and renamed
+  into place, never changed in place: those already there get ``r`` for the user, new ones
+  inherit it (the artifact store sets their ACL mask to ``r``);
 - the run store's folder (not recursively) with a default ACL, and the SQLite file with its
   ``-wal``/``-shm``/``-journal`` companions: ``rw``. SQLite creates the companions with the
   database file's mode, whose group-class bits the ACL mask keeps at ``rw``, so companions created
@@ -39,7 +40,7 @@ _VERSION = 2
 _USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 _UNDEFINED = 0xFFFFFFFF
 _ENTRY = struct.Struct("<HHI")
-_RWX, _RW = 7, 6
+_RWX, _RW, _R = 7, 6, 4
 #: Run-store companions SQLite keeps next to the database file.
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
@@ -109,8 +110,10 @@ def grant_access(plan: MountPlan, uid: int, gid: int) -> str:
         reason = exc
     if client_uid == 0:
         for tree in plan.trees:
-            for folder, _, _ in os.walk(tree):
+            for folder, _, files in os.walk(tree):
                 os.chown(folder, uid, gid)
+                for name in files:  # owner-only files (the run's snapshot)
+                    os.chown(os.path.join(folder, name), uid, gid)
         for database in plan.databases:
             os.chown(database.parent, uid, gid)
             for suffix in SQLITE_SUFFIXES:
@@ -131,8 +134,13 @@ def _grant_tree(root: Path, uids: list[int]) -> None:
     # New folders inherit the default ACL, so a root that has it was granted before: done.
     if _has_default(root, uids):
         return
-    for folder, _, _ in os.walk(root):
+    for folder, _, files in os.walk(root):
         _grant(Path(folder), uids, _RWX, default=True)
+        # Files are owner-only (the artifact store writes 0600); those written before this
+        # grant (the run's snapshot) become readable by the granted users. Later ones inherit
+        # the folder's default ACL.
+        for name in files:
+            _grant(Path(folder, name), uids, _R, default=False)
 
 
 def _grant_folder(folder: Path, uids: list[int]) -> None:

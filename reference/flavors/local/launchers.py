@@ -16,6 +16,11 @@ from orcakit import SubmissionError
 from . import cgroups
 
 
+def _owner_only(path: str, flags: int) -> int:
+    # Step logs are the steps' own business: not readable by other users (SPEC SEC-1).
+    return os.open(path, flags, 0o600)
+
+
 def describe_exit(code: int, group: cgroups.StepCgroup | None, memory: str | None) -> str:
     """Why a step process ended with ``code``, in words."""
     if group is not None and group.oom_killed():
@@ -95,7 +100,7 @@ class ForkServer:
             server.close()
 
     def __init__(self, python: str, env: dict[str, str], cwd: str, log: Path) -> None:
-        self._log = open(log, "ab")
+        self._log = open(log, "ab", opener=_owner_only)
         self._proc = subprocess.Popen(
             [python, "-m", "orcakit.reference.flavors.local.zygote"],
             stdin=subprocess.PIPE,
@@ -167,7 +172,7 @@ def exec_step(argv: list[str], env: dict[str, str], cwd: str, log: str, group: c
     """A fresh interpreter for one step, joined to its cgroups between fork and exec."""
     handle = _Handle(group, memory)
     procs = group.procs_files() if group is not None else []
-    with open(log, "ab") as out:
+    with open(log, "ab", opener=_owner_only) as out:
         proc = subprocess.Popen(
             argv,
             env=env,

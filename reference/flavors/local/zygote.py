@@ -30,7 +30,7 @@ _CACHE_SIZE = 32
 
 def _child(runner, request: dict) -> int:
     os.setsid()  # its own process group, so a stop kills the step and everything it started
-    log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null_fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null_fd, 0)
     os.dup2(log_fd, 1)
@@ -60,12 +60,13 @@ class _Runners:
     def __init__(self) -> None:
         self._runners: OrderedDict[tuple[str, str], object] = OrderedDict()
 
-    def get(self, artifact_store: str, snapshot_id: str):
+    def get(self, artifact_store: str, snapshot_id: str, env: dict[str, str]):
         key = (artifact_store, snapshot_id)
         if key not in self._runners:
             from orcakit.reference import StepRunner
 
-            runner = self._runners[key] = StepRunner(artifact_store, snapshot_id)
+            # The stored snapshot is sealed: the step's environment carries its secrets.
+            runner = self._runners[key] = StepRunner(artifact_store, snapshot_id, environ=env)
             try:
                 runner.store.warm_up()  # every forked step inherits the warm engine
             except Exception:  # noqa: BLE001 - only an optimisation: each step then pays for itself
@@ -110,7 +111,7 @@ def main() -> None:
                     if line.strip():
                         request = json.loads(line)
                         try:
-                            runner = runners.get(request["artifact_store"], request["snapshot"])
+                            runner = runners.get(request["artifact_store"], request["snapshot"], request["env"])
                         except Exception as exc:  # noqa: BLE001 - reported to the client
                             traceback.print_exc()
                             send({"id": request["id"], "error": f"{type(exc).__name__}: {exc}"})
