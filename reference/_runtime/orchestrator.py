@@ -175,7 +175,9 @@ class RuntimeOrchestrator(BaseOrchestrator):
     def kill_run(self, run_id: str) -> None:
         """End what the backend still runs for a run that *another* process drives (or drove,
         if it died). That process also sees the stop request in the run store; this is for
-        the backend's side. Default: nothing (the local processes belong to their driver)."""
+        the backend's side. Also what reaping an orphaned run calls (see ``_runtime/orphans``),
+        from a process that never saw the run's handles: find what to kill from ``run_id``
+        alone (labels, a ledger, the run-ID variable). Default: nothing."""
 
     # -- what the runtime does with them ---------------------------------------------------
 
