@@ -12,6 +12,7 @@ from typing import Any, Callable
 from orcakit import ExecutionStatus, Pipeline, PipelineSnapshot, StackSpec, load_flavor
 
 from .artifact_store import open_artifact_store, save_snapshot
+from .orphans import reap_orphaned_runs
 from .run_store import RunRecord, RunStore
 
 logger = logging.getLogger("orcakit.client")
@@ -42,6 +43,7 @@ def run_snapshot(
     component = snapshot.stack.orchestrator
     orchestrator = load_flavor(component.flavor_source or component.flavor).create(component.config, name=component.name)
     store = RunStore(snapshot.stack.run_store)
+    reap_quietly(store, snapshot.stack)
     artifacts = open_artifact_store(snapshot.stack.artifact_store, snapshot.stack.artifact_store_options)
     save_snapshot(artifacts, snapshot)
     placeholder = store.create_placeholder_run(snapshot.snapshot_id, snapshot.pipeline_name, orchestrator.flavor.name)
@@ -65,3 +67,13 @@ def run_snapshot(
                 result.wait_for_completion()
             raise
     return store.get_run(placeholder.id)
+
+
+def reap_quietly(store: RunStore, stack: StackSpec) -> None:
+    """Before a submission: finish the runs whose driving client died (see :mod:`.orphans`).
+    Never a reason not to submit: a failure is logged and the new run goes ahead."""
+    try:
+        for run in reap_orphaned_runs(store, stack):
+            logger.warning("run %s had been orphaned by its client; it ended %s: %s", run.id, run.status.value.upper(), run.reason)
+    except Exception:  # noqa: BLE001
+        logger.warning("could not check the run store for orphaned runs", exc_info=True)

@@ -30,6 +30,7 @@ from orcakit import (
 )
 from orcakit.orchestrator import unimplemented
 
+from .leases import Heartbeat
 from .scheduler import DagScheduler, StepHandle
 from .stores import StackStores
 
@@ -174,7 +175,9 @@ class RuntimeOrchestrator(BaseOrchestrator):
     def kill_run(self, run_id: str) -> None:
         """End what the backend still runs for a run that *another* process drives (or drove,
         if it died). That process also sees the stop request in the run store; this is for
-        the backend's side. Default: nothing (the local processes belong to their driver)."""
+        the backend's side. Also what reaping an orphaned run calls (see ``_runtime/orphans``),
+        from a process that never saw the run's handles: find what to kill from ``run_id``
+        alone (labels, a ledger, the run-ID variable). Default: nothing."""
 
     # -- what the runtime does with them ---------------------------------------------------
 
@@ -199,22 +202,35 @@ class RuntimeOrchestrator(BaseOrchestrator):
 
     def submit_pipeline(self, snapshot, base_environment, step_environments, placeholder_run=None) -> SubmissionResult:
         run_id = self.new_run_id(snapshot)
-        run = self.run_context(snapshot, run_id, step_environments)
-        store = run.stores.open_run_store()
-        # The steps take over this submission's placeholder (its ID travels in the base
-        # environment), so the scheduler's records and the steps' land in the same run.
-        run.run_uuid = placeholder_run.id if placeholder_run is not None else store.get_or_create_run(
-            snapshot.snapshot_id, run_id, snapshot.pipeline_name, self.flavor.name
-        ).id
+        store = StackStores.of(snapshot.stack).open_run_store()
+        # This process drives the run: its lease (see .leases) goes in before anything can be
+        # started on the backend, so a run whose client dies at any later point is found and
+        # finished by the next client. A placeholder-less submission leases once the run exists.
+        lease = None if placeholder_run is None else Heartbeat(store, placeholder_run.id, run_id)
+        try:
+            run = self.run_context(snapshot, run_id, step_environments)
+            # The steps take over this submission's placeholder (its ID travels in the base
+            # environment), so the scheduler's records and the steps' land in the same run.
+            run.run_uuid = placeholder_run.id if placeholder_run is not None else store.get_or_create_run(
+                snapshot.snapshot_id, run_id, snapshot.pipeline_name, self.flavor.name
+            ).id
+            lease = lease or Heartbeat(store, run.run_uuid, run_id)
+        except BaseException:
+            if lease is not None:
+                lease.stop()
+            raise
         scheduler = self.scheduler_class(
             snapshot, store, run.run_uuid, lambda step, attempt: self.launch_step(run, step, attempt),
             max_parallelism=self.max_parallelism,
         )
+        # Another process declared this driver dead and ended the run: stop what runs here.
+        lease.on_lost = scheduler.stop
 
         def on_finish() -> None:
             try:
                 self.finish_run(run)
             finally:
+                lease.stop()
                 _ACTIVE.pop(run_id, None)
 
         _ACTIVE[run_id] = _ActiveRun(scheduler.stop)

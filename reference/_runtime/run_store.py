@@ -27,7 +27,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
+    func,
     select,
     update,
 )
@@ -98,6 +100,31 @@ class StepAttemptRow(_Base):
     host: Mapped[str] = mapped_column(String(255), default="")
 
 
+class RunLeaseRow(_Base):
+    """Who drives a run from a client process, and when it last said it was alive (see
+    :mod:`.leases`). Its own table rather than columns on ``pipeline_runs``: a run store made
+    by an earlier orcakit gains it through ``create_all`` alone (no ALTER TABLE, no race
+    between processes migrating at once), and runs driven by something other than a client
+    (an orchestrator pod) simply have no row, so no client ever mistakes them for orphans."""
+
+    __tablename__ = "run_leases"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id"), primary_key=True)
+    # The backend's run ID as the driver chose it: known before any step attached, so that
+    # whoever reaps the run can kill what the backend started even then.
+    orchestrator_run_id: Mapped[str] = mapped_column(String(MAX_RUN_ID_LENGTH))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    # What makes (host, pid) one process: boot ID, PID namespace and start time (see leases).
+    process: Mapped[str] = mapped_column(String(255))
+    # Written with the database's clock (func.now()) and compared with it, so clock skew
+    # between client machines does not matter.
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Counts heartbeats: the version a reaper's take-over is conditional on (comparing
+    # timestamps would depend on how each dialect stores them).
+    beat: Mapped[int] = mapped_column(Integer, default=0)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     id: str
@@ -133,6 +160,20 @@ class AttemptRecord:
     ended_at: datetime | None
     reason: str | None
     host: str
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """A run's driver lease; ``age`` is seconds since its last heartbeat, on the database's clock."""
+
+    run_id: str
+    orchestrator_run_id: str
+    host: str
+    pid: int
+    process: str
+    heartbeat_at: datetime
+    beat: int
+    age: float
 
 
 def _run_record(row: PipelineRunRow) -> RunRecord:
@@ -431,6 +472,71 @@ class RunStore:
                     failed = [name for name, s in zip(names, statuses) if s is S.FAILED]
                     row.reason = f"step(s) failed: {', '.join(failed)}"
             return _run_record(row)
+
+    # -- driver leases (see .leases) ---------------------------------------------------------
+
+    def claim_lease(self, run_id: str, orchestrator_run_id: str, host: str, pid: int, process: str) -> None:
+        """Record that this process (``host``, ``pid``, ``process``) drives ``run_id``."""
+        with self._session() as session, session.begin():
+            session.execute(delete(RunLeaseRow).where(RunLeaseRow.run_id == run_id))
+            session.add(RunLeaseRow(
+                run_id=run_id, orchestrator_run_id=orchestrator_run_id, host=host, pid=pid, process=process,
+                heartbeat_at=func.now(), beat=0,
+            ))
+
+    def renew_lease(self, run_id: str, pid: int, process: str) -> bool:
+        """Heartbeat: False when the lease is no longer this process's (a reaper took it over)."""
+        with self._session() as session, session.begin():
+            return session.execute(
+                update(RunLeaseRow)
+                .where(RunLeaseRow.run_id == run_id, RunLeaseRow.pid == pid, RunLeaseRow.process == process)
+                .values(heartbeat_at=func.now(), beat=RunLeaseRow.beat + 1)
+            ).rowcount == 1
+
+    def take_over_lease(self, lease: LeaseRecord, host: str, pid: int, process: str) -> bool:
+        """Move ``lease`` to a reaper, only if it is unchanged since it was read: of two
+        processes that found the same orphan, exactly one reaps it."""
+        with self._session() as session, session.begin():
+            return session.execute(
+                update(RunLeaseRow)
+                .where(
+                    RunLeaseRow.run_id == lease.run_id, RunLeaseRow.pid == lease.pid,
+                    RunLeaseRow.process == lease.process, RunLeaseRow.beat == lease.beat,
+                )
+                .values(host=host, pid=pid, process=process, heartbeat_at=func.now(), beat=lease.beat + 1)
+            ).rowcount == 1
+
+    def release_lease(self, run_id: str, pid: int, process: str) -> None:
+        """The driver is done with the run (it is terminal): drop its lease."""
+        with self._session() as session, session.begin():
+            session.execute(
+                delete(RunLeaseRow).where(RunLeaseRow.run_id == run_id, RunLeaseRow.pid == pid, RunLeaseRow.process == process)
+            )
+
+    def leased_unfinished_runs(self, run_ids: list[str] | None = None) -> list[tuple[RunRecord, LeaseRecord]]:
+        """Unfinished runs that a client process drives (or drove), with their leases: the
+        only candidates for orphans. One indexed query, so every client can afford it."""
+        unfinished = [status.value for status in ExecutionStatus if not status.is_finished]
+        with self._reader() as session:
+            query = (
+                select(PipelineRunRow, RunLeaseRow)
+                .join(RunLeaseRow, RunLeaseRow.run_id == PipelineRunRow.id)
+                .where(PipelineRunRow.status.in_(unfinished))
+            )
+            if run_ids is not None:
+                query = query.where(PipelineRunRow.id.in_(run_ids))
+            rows = session.execute(query).all()
+            if not rows:
+                return []
+            now = _aware(session.scalar(select(func.now())))
+        return [
+            (_run_record(run), LeaseRecord(
+                run_id=lease.run_id, orchestrator_run_id=lease.orchestrator_run_id, host=lease.host, pid=lease.pid,
+                process=lease.process, heartbeat_at=_aware(lease.heartbeat_at), beat=lease.beat,
+                age=(now - _aware(lease.heartbeat_at)).total_seconds(),
+            ))
+            for run, lease in rows
+        ]
 
     # -- steps -------------------------------------------------------------------------------
 

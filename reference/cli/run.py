@@ -126,6 +126,11 @@ def run_command(target: str, stack_name: str | None, params: tuple[str, ...], no
         out.print(f"progress log: {esc(log_path)}", soft_wrap=True)
         out.print(f"driver process: {pid} (`kill -INT {pid}` stops the run like Ctrl-C)", soft_wrap=True)
         return
+    # `kill PID` (SIGTERM: a service manager, a CI timeout) stops the run exactly as Ctrl-C does,
+    # rather than ending this process and stranding the run it drives.
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     record = run_with_progress(snapshot, out)
     click.get_current_context().exit(0 if record.status.value == "completed" else EXIT_FAILURE)
 

@@ -19,10 +19,15 @@ def runs_group() -> None:
 
 
 def _run_store(stack_name: str | None) -> Any:
+    """The stack's run store, its orphaned runs already reaped (so none shows as running forever)."""
     from .._runtime.config_store import ConfigStore
     from .._runtime.run_store import RunStore
+    from .orphans import reap_orphans
 
-    return RunStore(ConfigStore().stack_spec(stack_name).run_store)
+    stack_spec = ConfigStore().stack_spec(stack_name)
+    store = RunStore(stack_spec.run_store)
+    reap_orphans(store, stack_spec)
+    return store
 
 
 def _when(value: Any) -> str:
@@ -145,10 +150,11 @@ def runs_stop(run_id: str, stack_name: str | None, timeout: float) -> None:
     """Stop a run through its orchestrator (when the flavor declares stop_run)."""
     import time
 
-    from orcakit import UnsupportedFeatureError, load_flavor
+    from orcakit import UnsupportedFeatureError
 
-    from .._runtime.artifact_store import load_snapshot, open_artifact_store
     from .._runtime.config_store import ConfigStore
+    from .._runtime.orphans import orchestrator_for, submitted_snapshot
+    from .orphans import reap_orphans
 
     stack_spec = ConfigStore().stack_spec(stack_name)
     from .._runtime.run_store import RunStore
@@ -159,14 +165,13 @@ def runs_stop(run_id: str, stack_name: str | None, timeout: float) -> None:
     if record.status.is_finished:
         out.print(f"run {record.id} already ended {record.status.value.upper()}")
         return
-    # The orchestrator as the run was submitted (the snapshot carries its flavor and config);
-    # the stack's orchestrator if the snapshot is not in this stack's artifact store.
-    try:
-        component = load_snapshot(open_artifact_store(stack_spec.artifact_store, stack_spec.artifact_store_options), record.snapshot_id).stack.orchestrator
-    except Exception:
-        component = stack_spec.orchestrator
-    flavor_obj = load_flavor(component.flavor_source or component.flavor)
-    orchestrator_obj = flavor_obj.create(component.config, name=component.name)
+    # Its driving client died: nothing polls for the stop, so end it here (and kill what it left).
+    reaped = reap_orphans(store, stack_spec, [record.id], stop=True)
+    if reaped:
+        out.print(f"run {record.id} stopped: it ended {reaped[0].status.value.upper()}")
+        return
+    orchestrator_obj = orchestrator_for(submitted_snapshot(stack_spec, record.snapshot_id), stack_spec)
+    flavor_obj = orchestrator_obj.flavor
     if not orchestrator_obj.capabilities.stop_run:
         raise UnsupportedFeatureError(
             f"orchestrator flavor {flavor_obj.name!r} cannot stop runs (it does not declare the stop_run capability)",

@@ -13,13 +13,12 @@ import os
 import sys
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from orcakit import Capabilities, PipelineSnapshot, ResourceSupport, StepSpec, SubmissionError
 from orcakit.reference import RunContext, RuntimeOrchestrator, StackStores, StepHandle
 
-from . import RUN_ID_ENV, cgroups
+from . import RUN_ID_ENV, cgroups, leftovers
 from .launchers import ForkServer, exec_step
 
 
@@ -88,7 +87,10 @@ class LocalOrchestrator(RuntimeOrchestrator):
         snapshot = run.snapshot
         spec = snapshot.steps[step_name]
         env = {**local.client_env, **self.step_environment(snapshot, step_name, run.step_environments[step_name], run.run_id, attempt)}
+        ledger = leftovers.open_ledger(run.run_id)
         group = self.step_cgroup(snapshot, step_name, attempt)
+        if group is not None:
+            leftovers.record_cgroup(ledger, group.dirs())
         log = str(run.log_path(step_name))
         if local.server is not None:
             request = {
@@ -99,8 +101,10 @@ class LocalOrchestrator(RuntimeOrchestrator):
                 "cwd": local.cwd,
                 "log": log,
                 "cgroups": group.procs_files() if group else [],
+                "ledger": ledger,
             }
             return local.server.launch(request, group, spec.resources.memory)
+        # An exec-ed step needs no ledger line: its environment names the run in /proc.
         return exec_step(self.step_command(snapshot, step_name, local.python), env, local.cwd, log, group, spec.resources.memory)
 
     def launch_orchestration(self, run: RunContext, environment: dict[str, str]) -> StepHandle:
@@ -118,24 +122,27 @@ class LocalOrchestrator(RuntimeOrchestrator):
     def run_metadata(self, run: RunContext) -> dict[str, Any]:
         return {"launcher": self.config.launcher}
 
+    def finish_run(self, run: RunContext) -> None:
+        """Every attempt settled and released its cgroup: the run's ledger has served."""
+        leftovers.remove_ledger(run.run_id)
+
+    def kill_run(self, run_id: str) -> None:
+        """Kill, from any process on this host, what the run still has here: its step processes
+        (and whatever they started) and its cgroups, found through the run's ledger, the run-ID
+        variable and the cgroups' members (see :mod:`.leftovers`). The driver, if alive, records
+        its killed attempts as stopped; a dead driver's run is ended by whoever reaps it."""
+        leftovers.kill(run_id, RUN_ID_ENV)
+
     def leftover_resources(self, snapshot: PipelineSnapshot, run_id: str) -> list[str]:
-        leftovers = []
+        found = []
         host = self.cgroup_host()
         if host is not None:
             prefix = snapshot.snapshot_id[:12]
             for controller in ("cpu", "memory"):
                 parent = host.controller_dir(controller) / "orcakit"
                 if parent.is_dir():
-                    leftovers += [f"cgroup {path}" for path in parent.iterdir() if path.is_dir() and path.name.startswith(prefix)]
-        marker = f"{RUN_ID_ENV}={run_id}".encode()
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit() and int(proc.name) != os.getpid():
-                try:
-                    if marker in (proc / "environ").read_bytes().split(b"\0"):
-                        leftovers.append(f"process {proc.name}")
-                except OSError:
-                    continue
-        return leftovers
+                    found += [f"cgroup {path}" for path in parent.iterdir() if path.is_dir() and path.name.startswith(prefix)]
+        return found + [f"process {pid}" for pid in leftovers.marked_processes(run_id, RUN_ID_ENV)]
 
     # -- cgroups ----------------------------------------------------------------------------
 

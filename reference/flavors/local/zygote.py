@@ -9,7 +9,7 @@ step's, joins its cgroups, sends its output to the step log and runs the same
 User modules are imported in the child, after its environment is set.
 
 Protocol (JSON lines): the client writes ``{"id", "artifact_store", "snapshot", "step", "env",
-"cwd", "log", "cgroups"}``; the server answers ``{"ready": pid}`` once, then ``{"id", "pid"}``
+"cwd", "log", "cgroups", "ledger"}``; the server answers ``{"ready": pid}`` once, then ``{"id", "pid"}``
 per fork (or ``{"id", "error"}`` when the snapshot cannot be loaded) and ``{"id", "exit"}``
 when that child ended. The server is single-threaded, so forking is safe.
 """
@@ -30,6 +30,10 @@ _CACHE_SIZE = 32
 
 def _child(runner, request: dict) -> int:
     os.setsid()  # its own process group, so a stop kills the step and everything it started
+    if request.get("ledger"):
+        from orcakit.reference.flavors.local.leftovers import record_self
+
+        record_self(request["ledger"])  # first: findable even if the client dies right now
     log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null_fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null_fd, 0)
