@@ -16,7 +16,6 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import (
@@ -38,6 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from orcakit import ExecutionStatus, StoreError
 from orcakit.orchestrator import MAX_RUN_ID_LENGTH
 
+from .faults import sqlite_folder, translate_sqlite_faults
 from .stores import RunStoreKind, run_store_kind, sqlite_database
 
 S = ExecutionStatus
@@ -174,8 +174,10 @@ def _engine(url: str, immediate: bool = True) -> Engine:
     kind = run_store_kind(url)
     if kind is not RunStoreKind.NETWORK:
         if kind is RunStoreKind.SQLITE_FILE:
-            Path(sqlite_database(url)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            sqlite_folder(sqlite_database(url))
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        if kind is RunStoreKind.SQLITE_FILE:  # a corrupt, read-only or locked file: a StoreError that says so
+            translate_sqlite_faults(engine, sqlite_database(url))
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_connection, _record):
