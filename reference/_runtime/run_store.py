@@ -38,6 +38,7 @@ from orcakit import ExecutionStatus, StoreError
 from orcakit.orchestrator import MAX_RUN_ID_LENGTH
 
 from .faults import sqlite_folder, translate_sqlite_faults
+from .run_ids import AMBIGUOUS_SHOWN, ambiguous_prefix
 from .stores import RunStoreKind, run_store_kind, sqlite_database
 
 S = ExecutionStatus
@@ -351,10 +352,13 @@ class RunStore:
     def get_run(self, run_id: str) -> RunRecord:
         with self._reader() as session:
             row = session.get(PipelineRunRow, run_id)
-            if row is None:
-                matches = session.scalars(select(PipelineRunRow).where(PipelineRunRow.id.startswith(run_id))).all()
-                if len(matches) == 1:
-                    row = matches[0]
+            if row is None and run_id:
+                # autoescape: run IDs are hex, but a typed '_' or '%' must not act as a wildcard.
+                query = select(PipelineRunRow).where(PipelineRunRow.id.startswith(run_id, autoescape=True))
+                matches = session.scalars(query.order_by(PipelineRunRow.created_at.desc()).limit(AMBIGUOUS_SHOWN + 1)).all()
+                if len(matches) > 1:
+                    raise ambiguous_prefix(run_id, [_run_record(match) for match in matches])
+                row = matches[0] if matches else None
             if row is None:
                 raise StoreError(f"no run {run_id!r} in the run store", fix="list runs with `orcakit runs list`")
             return _run_record(row)
