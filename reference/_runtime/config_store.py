@@ -75,7 +75,7 @@ class ConfigStore:
 
     def load(self) -> Config:
         try:
-            text = self.path.read_text()
+            text = self.path.read_bytes()  # bytes: not UTF-8 is "not a valid config" below
         except FileNotFoundError:
             return self.defaults()
         except OSError as exc:
