@@ -102,7 +102,7 @@ def parse_params(items: tuple[str, ...], pipeline: Any = None) -> dict[str, Any]
 @click.command("run")
 @click.argument("target", metavar="MODULE:PIPELINE")
 @click.option("--stack", "stack_name", default=None, help="Run on this stack instead of the active one.")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A pipeline parameter (JSON if it parses, else a string); repeatable.")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A pipeline parameter, read and checked as its declared type (JSON for lists, mappings, models); repeatable.")
 @click.option("--no-wait", is_flag=True, help="Return once the run is submitted; it continues in the background.")
 def run_command(target: str, stack_name: str | None, params: tuple[str, ...], no_wait: bool) -> None:
     """Run a pipeline: orcakit run my_module:my_pipeline -p epochs=3.
