@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import PipelineDefinitionError
+from .parameters import bind_parameters, parameters_from_text
 from .settings import ResourceSettings, Schedule, StepRetryConfig
 from .snapshot import ArtifactRef, PipelineSnapshot, StackSpec, StepSpec, validate_environment
 from .status import ExecutionMode
@@ -310,11 +311,9 @@ class Pipeline:
         return Pipeline(self.func, **{**current, **options})
 
     def compile(self, stack: StackSpec, *args: Any, **kwargs: Any) -> PipelineSnapshot:
-        """The snapshot of this pipeline for ``stack``, called with ``args``/``kwargs``."""
-        try:
-            parameters = dict(inspect.signature(self.func).bind(*args, **kwargs).arguments)
-        except TypeError as exc:
-            raise PipelineDefinitionError(f"pipeline {self.name!r} called with the wrong arguments: {exc}") from None
+        """The snapshot of this pipeline for ``stack``, called with ``args``/``kwargs``, which
+        are checked against the function's signature first (:mod:`orcakit.parameters`)."""
+        parameters = bind_parameters(self.func, self.name, args, kwargs)
         common = dict(
             pipeline_name=self.name,
             execution_mode=self.execution_mode,
@@ -343,6 +342,11 @@ class Pipeline:
                 f"pipeline {self.name!r} calls no step", fix="call at least one @step function in the pipeline body"
             )
         return PipelineSnapshot(steps=compilation.steps, **common)
+
+    def parameters_from_text(self, raw: dict[str, str]) -> dict[str, Any]:
+        """``{name: text}`` (``orcakit run --param name=text``) as values of the declared
+        parameter types; see :func:`orcakit.parameters.parameters_from_text`."""
+        return parameters_from_text(self.func, self.name, raw)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Compile and run on the active stack (see ``orcakit stack set``) with the installed

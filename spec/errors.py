@@ -45,6 +45,11 @@ class PipelineDefinitionError(OrcakitError, ValueError):
     """A pipeline cannot be compiled: a cycle, an unknown upstream step, a bad step name..."""
 
 
+class ParameterError(PipelineDefinitionError):
+    """A pipeline was given a parameter it does not declare, not given a required one, or given
+    a value that is not of the declared type (checked before anything is submitted)."""
+
+
 class CycleError(PipelineDefinitionError):
     """The step graph has a cycle; ``cycle`` lists the step names around it."""
 

@@ -3,13 +3,21 @@ stack set`` write), kept in ``$ORCAKIT_HOME/config.json`` (default ``~/.orcakit`
 
 A fresh home has one orchestrator, ``default`` (flavor ``local``), and one active stack,
 ``default``: that orchestrator, an artifact folder and an SQLite run store under the home.
+
+Every change is a read-modify-write of the whole file under an exclusive file lock
+(``$ORCAKIT_HOME/.config.lock``), so concurrent ``orcakit orchestrator register`` processes
+all keep their entry; the file itself is replaced atomically, so readers take no lock. A home
+or file that cannot be read or written is a :class:`~orcakit.ConfigurationError` naming it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +26,12 @@ from pydantic import BaseModel, Field
 
 from orcakit.redaction import REDACTED, is_secret_key, redact  # noqa: F401 (re-exported)
 from orcakit import ComponentSpec, ConfigurationError, StackSpec, load_flavor
+
+from .faults import file_error
+
+#: How long a change waits for another process's change to the config (each takes milliseconds).
+LOCK_TIMEOUT_SECONDS = 30.0
+_WHY = "registered orchestrators and stacks are kept in config.json in the orcakit home ($ORCAKIT_HOME, default ~/.orcakit)"
 
 
 def orcakit_home() -> Path:
@@ -60,10 +74,14 @@ class ConfigStore:
         )
 
     def load(self) -> Config:
-        if not self.path.exists():
-            return self.defaults()
         try:
-            return Config.model_validate_json(self.path.read_text())
+            text = self.path.read_bytes()  # bytes: not UTF-8 is "not a valid config" below
+        except FileNotFoundError:
+            return self.defaults()
+        except OSError as exc:
+            raise file_error(exc, self.path, "read the orcakit config", ConfigurationError, _WHY) from None
+        try:
+            return Config.model_validate_json(text)
         except ValueError as exc:
             raise ConfigurationError(
                 f"{self.path} is not a valid orcakit config: {exc}",
@@ -71,38 +89,70 @@ class ConfigStore:
             ) from None
 
     def save(self, config: Config) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.home, prefix=".config.", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(config.model_dump_json(indent=2))
-        os.replace(tmp, self.path)
+        """Replace the file atomically (callers that read it first hold :meth:`_changing`)."""
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            # os.replace would quietly overwrite a file its owner made read-only.
+            read_only = PermissionError(errno.EACCES, "the file is read-only", str(self.path))
+            raise file_error(read_only, self.path, "write the orcakit config", ConfigurationError, _WHY)
+        tmp = None
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.home, prefix=".config.", suffix=".json")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(config.model_dump_json(indent=2))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
+            raise file_error(exc, self.path, "write the orcakit config", ConfigurationError, _WHY) from None
+
+    @contextmanager
+    def _changing(self) -> Iterator[Config]:
+        """The current config, to change and :meth:`save` while no other process can: without
+        the lock two concurrent registrations both read the old file and the later save drops
+        the other's entry."""
+        from filelock import FileLock, Timeout
+
+        lock_path = self.home / ".config.lock"
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            with FileLock(lock_path, timeout=LOCK_TIMEOUT_SECONDS):
+                yield self.load()
+        except Timeout:
+            raise ConfigurationError(
+                f"another orcakit process has held {lock_path} for over {LOCK_TIMEOUT_SECONDS:g}s",
+                why="changes to the orcakit config are made one process at a time",
+                fix=f"wait for the other orcakit command to finish; if none is running, delete {lock_path}",
+            ) from None
+        except OSError as exc:
+            raise file_error(exc, lock_path, "create the config lock file", ConfigurationError, _WHY) from None
 
     # -- orchestrators -----------------------------------------------------------------------
 
     def register_orchestrator(self, name: str, flavor: str, values: dict[str, Any]) -> OrchestratorEntry:
         """Validate ``values`` with the flavor's config model and store them (coerced)."""
-        config = self.load()
-        if name in config.orchestrators:
-            raise ConfigurationError(
-                f"an orchestrator named {name!r} is already registered",
-                fix=f"choose another name or `orcakit orchestrator delete {name}` first",
-            )
-        validated = load_flavor(flavor).validate_config(values)
+        validated = load_flavor(flavor).validate_config(values)  # before the lock: may import the flavor
         entry = OrchestratorEntry(flavor=flavor, config=validated.model_dump(mode="json", exclude_unset=True))
-        config.orchestrators[name] = entry
-        self.save(config)
+        with self._changing() as config:
+            if name in config.orchestrators:
+                raise ConfigurationError(
+                    f"an orchestrator named {name!r} is already registered",
+                    fix=f"choose another name or `orcakit orchestrator delete {name}` first",
+                )
+            config.orchestrators[name] = entry
+            self.save(config)
         return entry
 
     def delete_orchestrator(self, name: str) -> None:
-        config = self.load()
-        self.orchestrator(name, config)
-        users = [stack for stack, entry in config.stacks.items() if entry.orchestrator == name]
-        if users:
-            raise ConfigurationError(
-                f"orchestrator {name!r} is used by stack(s) {users}", fix="delete or change those stacks first"
-            )
-        del config.orchestrators[name]
-        self.save(config)
+        with self._changing() as config:
+            self.orchestrator(name, config)
+            users = [stack for stack, entry in config.stacks.items() if entry.orchestrator == name]
+            if users:
+                raise ConfigurationError(
+                    f"orchestrator {name!r} is used by stack(s) {users}", fix="delete or change those stacks first"
+                )
+            del config.orchestrators[name]
+            self.save(config)
 
     def orchestrator(self, name: str, config: Config | None = None) -> OrchestratorEntry:
         config = config or self.load()
@@ -116,24 +166,24 @@ class ConfigStore:
     # -- stacks ------------------------------------------------------------------------------
 
     def register_stack(self, name: str, orchestrator: str, artifact_store: str | None, run_store: str | None) -> StackEntry:
-        config = self.load()
-        self.orchestrator(orchestrator, config)
-        if name in config.stacks:
-            raise ConfigurationError(f"a stack named {name!r} is already registered", fix="choose another name")
-        entry = StackEntry(
-            orchestrator=orchestrator,
-            artifact_store=artifact_store or str(self.home / "artifacts"),
-            run_store=run_store or f"sqlite:///{self.home / 'runs.db'}",
-        )
-        config.stacks[name] = entry
-        self.save(config)
+        with self._changing() as config:
+            self.orchestrator(orchestrator, config)
+            if name in config.stacks:
+                raise ConfigurationError(f"a stack named {name!r} is already registered", fix="choose another name")
+            entry = StackEntry(
+                orchestrator=orchestrator,
+                artifact_store=artifact_store or str(self.home / "artifacts"),
+                run_store=run_store or f"sqlite:///{self.home / 'runs.db'}",
+            )
+            config.stacks[name] = entry
+            self.save(config)
         return entry
 
     def set_active_stack(self, name: str) -> None:
-        config = self.load()
-        self.stack_entry(name, config)
-        config.active_stack = name
-        self.save(config)
+        with self._changing() as config:
+            self.stack_entry(name, config)
+            config.active_stack = name
+            self.save(config)
 
     def stack_entry(self, name: str, config: Config | None = None) -> StackEntry:
         config = config or self.load()
@@ -157,14 +207,14 @@ class ConfigStore:
         )
 
     def delete_stack(self, name: str) -> None:
-        config = self.load()
-        self.stack_entry(name, config)
-        if name == config.active_stack:
-            raise ConfigurationError(
-                f"stack {name!r} is the active stack", fix="`orcakit stack set OTHER` first, then delete it"
-            )
-        del config.stacks[name]
-        self.save(config)
+        with self._changing() as config:
+            self.stack_entry(name, config)
+            if name == config.active_stack:
+                raise ConfigurationError(
+                    f"stack {name!r} is the active stack", fix="`orcakit stack set OTHER` first, then delete it"
+                )
+            del config.stacks[name]
+            self.save(config)
 
 
 # -- describing what is stored (for the CLI) ------------------------------------------------------

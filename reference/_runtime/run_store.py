@@ -16,7 +16,6 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import (
@@ -40,6 +39,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from orcakit import ExecutionStatus, StoreError
 from orcakit.orchestrator import MAX_RUN_ID_LENGTH
 
+from .faults import sqlite_folder, translate_sqlite_faults
+from .run_ids import AMBIGUOUS_SHOWN, ambiguous_prefix
 from .stores import RunStoreKind, run_store_kind, sqlite_database
 
 S = ExecutionStatus
@@ -215,8 +216,10 @@ def _engine(url: str, immediate: bool = True) -> Engine:
     kind = run_store_kind(url)
     if kind is not RunStoreKind.NETWORK:
         if kind is RunStoreKind.SQLITE_FILE:
-            Path(sqlite_database(url)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            sqlite_folder(sqlite_database(url))
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        if kind is RunStoreKind.SQLITE_FILE:  # a corrupt, read-only or locked file: a StoreError that says so
+            translate_sqlite_faults(engine, sqlite_database(url))
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_connection, _record):
@@ -390,10 +393,13 @@ class RunStore:
     def get_run(self, run_id: str) -> RunRecord:
         with self._reader() as session:
             row = session.get(PipelineRunRow, run_id)
-            if row is None:
-                matches = session.scalars(select(PipelineRunRow).where(PipelineRunRow.id.startswith(run_id))).all()
-                if len(matches) == 1:
-                    row = matches[0]
+            if row is None and run_id:
+                # autoescape: run IDs are hex, but a typed '_' or '%' must not act as a wildcard.
+                query = select(PipelineRunRow).where(PipelineRunRow.id.startswith(run_id, autoescape=True))
+                matches = session.scalars(query.order_by(PipelineRunRow.created_at.desc()).limit(AMBIGUOUS_SHOWN + 1)).all()
+                if len(matches) > 1:
+                    raise ambiguous_prefix(run_id, [_run_record(match) for match in matches])
+                row = matches[0] if matches else None
             if row is None:
                 raise StoreError(f"no run {run_id!r} in the run store", fix="list runs with `orcakit runs list`")
             return _run_record(row)

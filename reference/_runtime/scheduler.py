@@ -270,10 +270,14 @@ class DagScheduler:
             reason = f"launch failed: {code.reason}"
         elif code == 0:
             reason = "the step process exited 0 without recording a result"
-        elif code == EXIT_NOT_ATTACHED:
+        elif code == EXIT_NOT_ATTACHED and not recorded:
+            # The exit code alone cannot tell: user code may exit 3 too. An attempt the step
+            # recorded proves it attached, so only an unrecorded one failed to attach.
             reason = "the step could not attach to its run (see the step log)"
         else:
             reason = handle.describe_exit(code) if handle is not None else f"exit code {code}"
+            if recorded and code > 0:
+                reason += " without reporting its outcome (the step's code, or something it called, ended the process)"
         return self.store.finish_attempt(
             self.run_uuid, name, attempt, succeeded=False, total_attempts=spec.total_attempts, reason=reason
         )

@@ -75,17 +75,23 @@ def _pipelines_in(module: Any) -> list[str]:
     return sorted(name for name, value in vars(module).items() if isinstance(value, Pipeline))
 
 
-def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
-    """``key=value`` pairs; a value is JSON when it parses as JSON (``3``, ``[1,2]``, ``true``),
-    else the string itself."""
-    params: dict[str, Any] = {}
+def parse_params(items: tuple[str, ...], pipeline: Any = None) -> dict[str, Any]:
+    """``key=value`` pairs. With ``pipeline``, each value is read as its declared parameter type
+    and checked (``Pipeline.parameters_from_text``); without, a value is JSON when it parses as
+    JSON (``3``, ``[1,2]``, ``true``), else the string itself."""
+    texts: dict[str, str] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise click.UsageError(f"--param {item!r}: give it as KEY=VALUE")
-        if key in params:
+        if key in texts:
             raise click.UsageError(f"--param {key!r} is given twice")
+        texts[key] = raw
+    if pipeline is not None:
+        return pipeline.parameters_from_text(texts)
+    params: dict[str, Any] = {}
+    for key, raw in texts.items():
         try:
             params[key] = json.loads(raw)
         except ValueError:
@@ -96,7 +102,7 @@ def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
 @click.command("run")
 @click.argument("target", metavar="MODULE:PIPELINE")
 @click.option("--stack", "stack_name", default=None, help="Run on this stack instead of the active one.")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A pipeline parameter (JSON if it parses, else a string); repeatable.")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A pipeline parameter, read and checked as its declared type (JSON for lists, mappings, models); repeatable.")
 @click.option("--no-wait", is_flag=True, help="Return once the run is submitted; it continues in the background.")
 def run_command(target: str, stack_name: str | None, params: tuple[str, ...], no_wait: bool) -> None:
     """Run a pipeline: orcakit run my_module:my_pipeline -p epochs=3.
@@ -108,7 +114,7 @@ def run_command(target: str, stack_name: str | None, params: tuple[str, ...], no
     from .._runtime.config_store import ConfigStore
 
     pipeline = load_pipeline(target)
-    arguments = parse_params(params)
+    arguments = parse_params(params, pipeline)
     config = ConfigStore()
     stack_spec = config.stack_spec(stack_name)
     snapshot = pipeline.compile(stack_spec, **arguments)

@@ -14,6 +14,7 @@ from pathlib import Path
 from orcakit import SubmissionError
 
 from . import cgroups
+from .interpreter import start_failed
 
 
 def _owner_only(path: str, flags: int) -> int:
@@ -101,17 +102,21 @@ class ForkServer:
 
     def __init__(self, python: str, env: dict[str, str], cwd: str, log: Path) -> None:
         self._log = open(log, "ab", opener=_owner_only)
-        self._proc = subprocess.Popen(
-            [python, "-m", "orcakit.reference.flavors.local.zygote"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=env,
-            cwd=cwd,
-            text=True,
-            bufsize=1,
-            start_new_session=True,  # a Ctrl-C in the terminal reaches the client, which stops the run
-        )
+        try:
+            self._proc = subprocess.Popen(
+                [python, "-m", "orcakit.reference.flavors.local.zygote"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                env=env,
+                cwd=cwd,
+                text=True,
+                bufsize=1,
+                start_new_session=True,  # a Ctrl-C in the terminal reaches the client, which stops the run
+            )
+        except OSError as exc:  # the interpreter is gone or not executable
+            self._log.close()
+            raise start_failed(python, exc) from None
         self._lock = threading.Lock()
         self._handles: dict[int, _Handle] = {}
         self._next_id = 0

@@ -19,6 +19,7 @@ from orcakit import Capabilities, PipelineSnapshot, ResourceSupport, StepSpec, S
 from orcakit.reference import RunContext, RuntimeOrchestrator, StackStores, StepHandle
 
 from . import RUN_ID_ENV, cgroups, leftovers
+from .interpreter import check_interpreter
 from .launchers import ForkServer, exec_step
 
 
@@ -57,6 +58,7 @@ class LocalOrchestrator(RuntimeOrchestrator):
 
     def check_snapshot(self, snapshot: PipelineSnapshot, stores: StackStores) -> None:
         """Refuse, before anything runs, what this machine cannot enforce exactly."""
+        check_interpreter(self.config.python or sys.executable, self.name)
         available = host_gpu_count()
         for spec in snapshot.steps.values():
             if spec.resources.cpu_count is not None and spec.resources.cpu_count < cgroups.MIN_CPU:
