@@ -39,7 +39,7 @@ EXPECTED = {
     "RUNID-1": "MUST", "RUNID-2": "MUST", "RUNID-3": "MUST", "RUNID-4": "SHOULD", "RUNID-5": "MUST",
     "ENV-1": "MUST", "ENV-2": "MUST", "ENV-3": "MUST", "ENV-4": "MUST",
     "RES-1": "MUST", "RES-2": "MUST", "RES-3": "MUST", "RES-4": "MUST", "RES-5": "MUST", "RES-6": "MUST",
-    "ORDER-1": "MUST", "ORDER-2": "MUST", "ORDER-3": "MUST", "ORDER-4": "MUST",
+    "ORDER-1": "MUST", "ORDER-2": "MUST", "ORDER-3": "MUST", "ORDER-4": "MUST", "ORDER-5": "MUST",
     "FAIL-1": "MUST", "FAIL-2": "MUST", "FAIL-3": "MUST", "FAIL-4": "MUST", "FAIL-5": "MUST", "FAIL-6": "MUST",
     "RETRY-1": "MUST", "RETRY-2": "MUST", "RETRY-3": "MUST",
     "STATUS-1": "MUST", "STATUS-2": "MUST", "STATUS-3": "MUST",
