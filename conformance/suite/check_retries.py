@@ -51,11 +51,13 @@ def test_retries_follow_the_retry_config(fut, case):
     starts = obs.starts.get("flaky", [])
     attempts = [r["attempt"] for r in starts]
     found = Findings()
+    # A retry under another run ID attaches to a run of its own (where its inputs are missing,
+    # so it may never get as far as the probe): the attempt numbers and waits below would only
+    # be consequences of that one bug.
     run_ids = {r["run_id"] for r in starts}
-    if len(run_ids) > 1:
-        # Each attempt attached to a run of its own: the attempt numbers and waits below are
-        # consequences of this one bug, not further ones.
-        raise violation("RETRY-3", "the run ID changed between attempts", run_ids=[r["run_id"] for r in starts])
+    if len(run_ids) > 1 or len(obs.runs_for_snapshot) > 1:
+        raise violation("RETRY-3", "the run ID changed between attempts: a retry attached to another run",
+                        run_ids=sorted(run_ids), runs=[r.orchestrator_run_id for r in obs.runs_for_snapshot])
     if attempts != list(range(1, expected + 1)):
         raise violation("RETRY-1", f"expected attempts 1..{expected}, the step ran attempts {attempts}",
                         retry=retry.model_dump(), succeeds_on=succeeds_on)
