@@ -25,7 +25,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_mutants.py"],
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "tests/test_mutants.py"],
                           cwd=ROOT, capture_output=True, text=True)
     seconds = time.monotonic() - started
     score = re.search(r"orcakit mutation score: (\d+)/(\d+) runs .*", done.stdout)

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import ClassVar
 
-from orcakit import MEMORY_UNITS, ExecutionStatus, SubmissionResult
+from orcakit import MEMORY_UNITS, ExecutionStatus, PipelineSnapshot, SubmissionResult
 from orcakit.reference.flavors.local.cgroups import StepCgroup
 from orcakit.reference.flavors.local import LocalFlavor
 from orcakit.reference.flavors.local.orchestrator import LocalOrchestrator
@@ -377,6 +377,42 @@ class IgnoresMaxParallelism(Mutant):
     violates = frozenset({"ORDER-5"})
 
 
+class _DeepestFirst(PipelineSnapshot):
+    """The snapshot, with steps considered deepest first (a critical-path priority)."""
+
+    def topological_order(self) -> list[str]:
+        depth: dict[str, int] = {}
+        for name in super().topological_order():
+            depth[name] = 1 + max((depth[up] for up in self.steps[name].upstream), default=0)
+        return sorted(depth, key=lambda name: -depth[name])
+
+
+class _LaunchedParentsScheduler(DagScheduler):
+    def __init__(self, snapshot, store, run_uuid, launch, **kwargs):
+        self.launched: set[str] = set()
+
+        def launch_and_note(name, attempt):
+            self.launched.add(name)
+            return launch(name, attempt)
+
+        super().__init__(_DeepestFirst.model_validate(snapshot.model_dump()), store, run_uuid, launch_and_note, **kwargs)
+
+    def is_ready(self, name, status):
+        # Waits for the parents it has launched; parents held back by max_parallelism are forgotten.
+        upstream = self.snapshot.steps[name].upstream
+        launched = [up for up in upstream if up in self.launched]
+        return not upstream or (bool(launched) and all(status.get(up) is ExecutionStatus.COMPLETED for up in launched))
+
+
+class JoinForgetsHeldBackParentsOrchestrator(LocalOrchestrator):
+    scheduler_class = _LaunchedParentsScheduler
+
+
+class JoinForgetsHeldBackParents(Mutant):
+    bug = "a join waits only for the parents already launched (those held back by max_parallelism are forgotten)"
+    violates = frozenset({"ORDER-1"})
+
+
 # -- retry timing ------------------------------------------------------------------------------
 
 
@@ -534,6 +570,6 @@ ALL: tuple[type[Mutant], ...] = (
     DropsStepEnvironment, ShellQuoting, IgnoresResources, MemoryUnitConfusion, RoundsCpu,
     StartsEarly, RunsAfterFailure, SwallowsFailure, IgnoresFailFast, WrongRetryCount, LeavesCgroups,
     StripsTrailingNewline, DropsEmptyValues, KilobyteIsKibibyte, CpuCappedAtOne, ResourcesOfFirstStepOnly,
-    IgnoresGpuRequest, IgnoresMaxParallelism, BackoffZeroIsConstant, BackoffExponentOffByOne,
+    IgnoresGpuRequest, IgnoresMaxParallelism, JoinForgetsHeldBackParents, BackoffZeroIsConstant, BackoffExponentOffByOne,
     SnapshotTimestampRunId, AbandonsStoppedSteps, InMemorySchedules, LogsStepEnvironment, DebugSnapshotCopy,
 )
