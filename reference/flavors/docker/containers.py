@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+#: Seconds to wait for the engine's OOM flag after a SIGKILL of a memory-limited container.
+OOM_FLAG_GRACE = 2.0
+
 logger = logging.getLogger("orcakit.docker")
 step_logger = logging.getLogger("orcakit.docker.steps")
 
@@ -149,6 +152,15 @@ class StepContainer:
         try:
             container.reload()
             state = container.attrs.get("State", {})
+            # The engine learns of an OOM kill from a separate event that can land after the
+            # exit one on a busy machine: a SIGKILLed container with a memory limit is asked
+            # again for a moment before the kill is put down to something else.
+            deadline = time.monotonic() + OOM_FLAG_GRACE
+            while (self.code == 128 + signal.SIGKILL and self.memory and not self._kill_requested
+                   and not state.get("OOMKilled") and time.monotonic() < deadline):
+                time.sleep(0.1)
+                container.reload()
+                state = container.attrs.get("State", {})
             self.oom_killed = bool(state.get("OOMKilled"))
             self.engine_error = state.get("Error") or None
         except NotFound:
