@@ -17,9 +17,18 @@ from orcakit import (
 from {{ cookiecutter.package_name }} import RUN_ID_ENV, {{ cookiecutter.class_prefix }}Flavor, {{ cookiecutter.class_prefix }}OrchestratorConfig
 
 
+#: One request of each resource kind.
+REQUESTS = {"cpu": {"cpu_count": 1.0}, "memory": {"memory": "256MiB"}, "gpu": {"gpu_count": 1}}
+
+
 @step
 def noop() -> int:
     return 1
+
+
+@pipeline
+def one_step(kind: str):
+    noop.with_options(settings={"resources": ResourceSettings(**REQUESTS[kind])})()
 
 
 def test_the_flavor_is_registered_under_its_name_and_its_declaration_checks():
@@ -50,18 +59,12 @@ def test_a_resource_kind_that_is_not_enforced_is_refused_before_anything_runs(ki
     support = {{ cookiecutter.class_prefix }}Flavor.capabilities.resource_support(kind)
     if support is ResourceSupport.ENFORCED:
         pytest.skip(f"{kind} is enforced: the conformance suite checks the limit inside the step")
-    request = {"cpu": {"cpu_count": 1.0}, "memory": {"memory": "256MiB"}, "gpu": {"gpu_count": 1}}[kind]
-
-    @pipeline
-    def one_step():
-        noop.with_options(settings={"resources": ResourceSettings(**request)})()
-
     stack = StackSpec(
         orchestrator=ComponentSpec(flavor="{{ cookiecutter.flavor_name }}", name="test"),
         artifact_store=str(tmp_path / "artifacts"),
         run_store=f"sqlite:///{tmp_path / 'runs.db'}",
     )
-    snapshot = one_step.compile(stack)
+    snapshot = one_step.compile(stack, kind)
     with pytest.raises(UnsupportedFeatureError) as refused:
         {{ cookiecutter.class_prefix }}Flavor().create().validate_snapshot(snapshot)
     assert refused.value.feature == f"resources.{kind}"
