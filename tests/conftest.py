@@ -6,6 +6,7 @@
 - ``stack`` / ``make_stack``: a local-flavor StackSpec with a temporary artifact folder and a
   temporary SQLite run store;
 - ``execute``: run a pipeline and return ``(run, steps)`` as the run store recorded them;
+- ``orcakit_wheel``: a wheel of this checkout, built once per session (no network needed);
 - ``postgres_url``: the PostgreSQL URL of ``ORCAKIT_TEST_POSTGRES_URL``; tests that need it skip
   without it, but fail when ``ORCAKIT_REQUIRE_POSTGRES=1`` (CI must not pass by skipping).
 """
@@ -13,7 +14,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -108,3 +112,33 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+# -- a wheel of this checkout -------------------------------------------------------------------
+
+
+def copy_source_tree(into: Path) -> Path:
+    """What a build needs, without caches and build leftovers (an in-tree build would leave
+    build/ and *.egg-info in the checkout)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, into / name)
+    package_dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    for folder in set(package_dirs.values()):
+        shutil.copytree(ROOT / folder, into / folder, ignore=ignore)
+    return into
+
+
+@pytest.fixture(scope="session")
+def orcakit_wheel(tmp_path_factory) -> Path:
+    """A regular (non-editable) wheel of this checkout: what `pip install orcakit` installs."""
+    source = copy_source_tree(tmp_path_factory.mktemp("source"))
+    out = tmp_path_factory.mktemp("dist")
+    # no build isolation: setuptools and wheel come from the dev extra, so no network is needed
+    command = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(source)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # setuptools only warns (for now) about a folder it would leave out of the wheel
+    assert "is absent from the `packages` configuration" not in result.stdout + result.stderr, result.stderr[-3000:]
+    (built,) = out.glob("orcakit-*.whl")
+    return built

@@ -1,12 +1,10 @@
 """What gets installed: every package folder is listed in pyproject.toml, and a regular wheel
 holds only ``orcakit/...`` (no top-level ``spec``/``reference``/``conformance``) plus the
-package data (SPEC.md, catalogue.toml, the HTML report's template)."""
+package data (SPEC.md, catalogue.toml, the HTML report's template, every file of the flavor
+template — dotfiles and ``{{...}}`` folders included)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import tomllib
 import zipfile
 from pathlib import Path
@@ -19,8 +17,11 @@ SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
 #: the checks: a package folder without an __init__.py on purpose, so that pytest never imports
 #: it as a package by path (the plugin imports each check module by name)
 CHECKS = "orcakit.conformance.suite"
-#: package folders without an __init__.py: the checks, and folders of package data only
-NAMESPACE_PACKAGES = {CHECKS, "orcakit.conformance.templates"}
+#: package folders without an __init__.py: the checks, and folders of package data only (the
+#: flavor template's hooks are scripts cookiecutter runs, its templates/ module texts)
+NAMESPACE_PACKAGES = {CHECKS, "orcakit.conformance.templates", "orcakit.template.hooks", "orcakit.template.templates"}
+#: The flavor template: its every file must be in the wheel, for `orcakit flavor new`.
+TEMPLATE = ROOT / "template"
 #: files that must be in the wheel, besides every listed package's modules
 PACKAGE_DATA = [
     "orcakit/py.typed",
@@ -41,6 +42,8 @@ def package_folders() -> dict[str, Path]:
             if "__pycache__" in folder.parts:
                 continue
             relative = folder.relative_to(top).parts
+            if not all(part.isidentifier() for part in relative):
+                continue  # not importable, so not a package: data (the template's {{...}} folders)
             name = ".".join((root_name, *relative))
             if (folder / "__init__.py").is_file() or name in NAMESPACE_PACKAGES:
                 found[name] = folder
@@ -70,29 +73,10 @@ def test_package_data_patterns_name_files_that_exist():
             assert list(folder.glob(pattern)), f"package data {pattern!r} of {package} matches no file in {folder}"
 
 
-def copy_source_tree(into: Path) -> Path:
-    """What a build needs, without caches and build leftovers (an in-tree build would leave
-    build/ and *.egg-info in the checkout)."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, into / name)
-    for folder in {*SETUPTOOLS["package-dir"].values()}:
-        shutil.copytree(ROOT / folder, into / folder, ignore=ignore)
-    return into
-
-
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> zipfile.ZipFile:
-    source = copy_source_tree(tmp_path_factory.mktemp("source"))
-    out = tmp_path_factory.mktemp("dist")
-    # no build isolation: setuptools and wheel come from the dev extra, so no network is needed
-    command = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(source)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # setuptools only warns (for now) about a folder it would leave out of the wheel
-    assert "is absent from the `packages` configuration" not in result.stdout + result.stderr, result.stderr[-3000:]
-    (built,) = out.glob("orcakit-*.whl")
-    with zipfile.ZipFile(built) as archive:
+def wheel(orcakit_wheel: Path) -> zipfile.ZipFile:
+    """The session's wheel of this checkout (conftest.py builds it once)."""
+    with zipfile.ZipFile(orcakit_wheel) as archive:
         yield archive
 
 
@@ -117,3 +101,18 @@ def test_the_wheel_holds_every_package_and_the_package_data(wheel):
     assert not missing, f"package data missing from the wheel: {missing}"
     entry_points = wheel.read(f"orcakit-{PYPROJECT['project']['version']}.dist-info/entry_points.txt").decode()
     assert "orcakit.conformance.plugin" in entry_points and "[orcakit.flavors]" in entry_points
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_every_file_of_the_flavor_template(wheel):
+    """Globs in package-data skip dotfiles and dot-folders (.github/, .gitignore): a template
+    file the patterns miss would silently be absent from `orcakit flavor new` projects."""
+    in_folder = {
+        f"orcakit/template/{path.relative_to(TEMPLATE).as_posix()}"
+        for path in TEMPLATE.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    in_wheel = {name for name in wheel.namelist() if name.startswith("orcakit/template/")}
+    assert ".github/workflows/certify.yml" in " ".join(in_folder)  # the check sees dot-folders
+    assert sorted(in_folder - in_wheel) == [], "template files missing from the wheel (add them to package-data)"
+    assert sorted(in_wheel - in_folder) == []

@@ -1,6 +1,6 @@
 """The ``orcakit`` command line, in ZenML's style.
 
-    orcakit flavor list [--verbose] | describe NAME                              (flavors.py)
+    orcakit flavor list [--verbose] | describe NAME | new [KEY=VALUE ...]          (flavors.py, scaffold.py)
     orcakit orchestrator register NAME --flavor=X [--key=value ...] | list | describe NAME | delete NAME
     orcakit stack register NAME -o ORCHESTRATOR [...] | set NAME | list | describe [NAME] | delete NAME
                                                                                  (stacks.py)

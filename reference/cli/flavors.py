@@ -1,4 +1,4 @@
-"""``orcakit flavor list | describe``: the installed kinds of orchestrator.
+"""``orcakit flavor list | describe | new``: the installed kinds of orchestrator, and a new one.
 
 A flavor is described from its declaration (name, config model, capabilities) without importing
 its implementation, so that a flavor whose backend SDK is missing can still be listed, and
@@ -8,6 +8,7 @@ its implementation, so that a flavor whose backend SDK is missing can still be l
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -167,3 +168,29 @@ def flavor_describe(name: str) -> None:
             row.append(_capability_text(here.get(key)))
         caps.add_row(*row)
     out.print(caps)
+
+
+@flavor_group.command("new")
+@click.argument("answers", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--no-input", is_flag=True, help="Ask nothing: the defaults, and the KEY=VALUE answers given.")
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Where the new package's folder is created.")
+def flavor_new(answers: tuple[str, ...], no_input: bool, output_dir: Path) -> None:
+    """Generate a new flavor package that passes `pytest --flavor=NAME` as generated.
+
+    Runs orcakit's flavor template, the same cookiecutter template and questions as
+    `cookiecutter <orcakit template>`: flavor_name, package_name, class_prefix, author,
+    orchestrator_kind (process|container), min_python. Answers given as KEY=VALUE are not asked,
+    e.g. `orcakit flavor new --no-input flavor_name=myorch orchestrator_kind=container`.
+    """
+    from .scaffold import new_flavor
+
+    project, chosen = new_flavor(answers, no_input=no_input, output_dir=output_dir)
+    out = console()
+    out.print(f"created {esc(project)}: flavor [bold]{esc(chosen['flavor_name'])}[/] ({esc(chosen['orchestrator_kind'])} kind), "
+              f"package {esc(chosen['package_name'])}")
+    out.print("next:")
+    out.print(esc(f"  cd {project} && pip install -e '.[test]'"))
+    out.print("  pytest                          # its unit tests and the conformance suite (quick profile)")
+    out.print('  grep -rn "TODO(backend)" src    # each place your backend\'s call goes')
+    out.print(f"  pytest --flavor={esc(chosen['flavor_name'])} --certify --report-dir=cert   # the record")

@@ -1,0 +1,1 @@
+{% include "config_" + cookiecutter.orchestrator_kind + ".py.j2" %}

@@ -1,0 +1,1 @@
+{% include "orchestrator_" + cookiecutter.orchestrator_kind + ".py.j2" %}
