@@ -26,7 +26,7 @@ class ApiError(Exception):
 
 def failure(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason}
-    if details:
+    if details is not None:
         body["details"] = details
     body["code"] = code
     return body
