@@ -166,6 +166,9 @@ def apply_defaults(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
         default_pod_spec(obj.setdefault("spec", {}))
     elif resource.kind == "Job":
         default_job_spec(obj.setdefault("spec", {}), meta["uid"], meta["name"])
+        # a Job without labels takes its pod template's (the generated selector labels included)
+        if not meta.get("labels"):
+            meta["labels"] = dict(obj["spec"]["template"]["metadata"]["labels"])
     elif resource.kind == "CronJob":
         default_cronjob_spec(obj.setdefault("spec", {}))
     elif resource.kind == "Secret":

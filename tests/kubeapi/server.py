@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,11 @@ import yaml
 from aiohttp import web
 
 from . import discovery
+from .controllers import Controllers
 from .handlers import NOT_SERVED, RestHandlers, respond
+from .kubelet import Kubelet
 from .operations import Cluster
+from .resources import find
 from .store import Store
 
 TOKEN = "orcakit-test-token"
@@ -32,13 +36,23 @@ class Options:
     bookmark_interval: float = 5.0
     # run pods as Docker containers (else pods stay Pending, as with no node)
     run_pods: bool = True
+    # seconds before a failed Job pod is replaced, doubling (a real cluster starts at 10)
+    job_backoff: float = 1.0
 
 
 def build(options: Options) -> tuple[web.Application, Cluster]:
+    """The application; call from a running event loop (the controllers start on it)."""
     store = Store(window=options.watch_window)
     cluster = Cluster(store)
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    handlers = RestHandlers(cluster, None, options.bookmark_interval)
+    kubelet = None
+    if options.run_pods:
+        import docker
+
+        kubelet = Kubelet(cluster, docker.from_env(timeout=120), uuid.uuid4().hex[:12])
+        app.on_cleanup.append(lambda _app: asyncio.to_thread(kubelet.remove_all))
+    Controllers(cluster, job_backoff=options.job_backoff).start()
+    handlers = RestHandlers(cluster, kubelet, options.bookmark_interval)
     discovery.add_routes(app)
     app.router.add_route("*", "/api/{tail:.+}", handlers.core)
     app.router.add_route("*", "/apis/{tail:.+}", handlers.grouped)
@@ -55,13 +69,7 @@ async def _not_served(request: web.Request) -> web.Response:
 def _bootstrap(cluster: Cluster) -> None:
     """The namespaces every cluster has."""
     for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
-        cluster.create(cluster_resource("namespaces"), None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-
-
-def cluster_resource(plural: str) -> Any:
-    from .resources import find
-
-    return find("", "v1", plural)
+        cluster.create(find("", "v1", "namespaces"), None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
 def kubeconfig(url: str, namespace: str = "default") -> dict[str, Any]:
