@@ -58,6 +58,11 @@ class Controllers:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._periodic())
 
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
     # event-driven ----------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
         loop = asyncio.get_running_loop()

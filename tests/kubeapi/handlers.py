@@ -33,7 +33,9 @@ class LogSource(Protocol):
 
 
 def respond(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
-    headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+    # RFC 7234 warn-text is a quoted-string: quotes and backslashes in it are escaped
+    quoted = [w.replace("\\", "\\\\").replace('"', '\\"') for w in warnings or []]
+    headers = {"Warning": ", ".join(f'299 - "{w}"' for w in quoted)} if quoted else None
     return web.json_response(body, status=status, headers=headers, dumps=json.dumps)
 
 

@@ -51,14 +51,15 @@ def build(options: Options) -> tuple[web.Application, Cluster]:
 
         kubelet = Kubelet(cluster, docker.from_env(timeout=120), uuid.uuid4().hex[:12])
         app.on_cleanup.append(lambda _app: asyncio.to_thread(kubelet.remove_all))
-    Controllers(cluster, job_backoff=options.job_backoff).start()
+    controllers = Controllers(cluster, job_backoff=options.job_backoff)
+    controllers.start()
+    app.on_cleanup.append(lambda _app: controllers.stop())
     handlers = RestHandlers(cluster, kubelet, options.bookmark_interval)
     discovery.add_routes(app)
     app.router.add_route("*", "/api/{tail:.+}", handlers.core)
     app.router.add_route("*", "/apis/{tail:.+}", handlers.grouped)
     app.router.add_route("*", "/{tail:.*}", _not_served)
     _bootstrap(cluster)
-    app["cluster"], app["handlers"] = cluster, handlers
     return app, cluster
 
 
