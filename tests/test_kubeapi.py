@@ -46,6 +46,7 @@ def normalize(value: Any) -> Any:
     if isinstance(value, list):
         return [normalize(v) for v in value]
     if isinstance(value, str):
+        value = re.sub(r"127\.0\.0\.1:\d+", "<server>", value)
         return re.sub(r"test-[0-9a-f]{8}", "<namespace>", re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uid>", value))
     return value
 
