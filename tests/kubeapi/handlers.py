@@ -1,0 +1,280 @@
+"""The REST verbs over HTTP: URL parsing, query parameters, JSON in and out, watch streams, logs.
+
+Paths are parsed as the API server's request-info resolver does: ``/api/v1/...`` is the core
+group, ``/apis/GROUP/VERSION/...`` the others; ``namespaces/NS/PLURAL[/NAME[/SUB]]`` for
+namespaced types, ``PLURAL[/NAME[/SUB]]`` for cluster-scoped ones and for lists across all
+namespaces. The semantics live in ``operations.Cluster``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any, AsyncIterator, Callable, Protocol
+
+from aiohttp import web
+
+from . import patch as patches
+from .operations import Cluster
+from .resources import Resource, find
+from .selectors import field_selector, label_selector
+from .status import ApiError, bad_request, method_not_allowed, unsupported_media_type
+from .tables import table, wants_table
+
+
+# what a real server answers for a path it does not serve (note the empty details)
+NOT_SERVED = ApiError(404, "NotFound", "the server could not find the requested resource", {})
+
+
+class LogSource(Protocol):
+    def logs(self, pod: dict[str, Any], container: str, follow: bool, tail_lines: int | None,
+             timestamps: bool) -> AsyncIterator[bytes]: ...
+
+
+def respond(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    # RFC 7234 warn-text is a quoted-string: quotes and backslashes in it are escaped
+    quoted = [w.replace("\\", "\\\\").replace('"', '\\"') for w in warnings or []]
+    headers = {"Warning": ", ".join(f'299 - "{w}"' for w in quoted)} if quoted else None
+    return web.json_response(body, status=status, headers=headers, dumps=json.dumps)
+
+
+def error_response(error: ApiError) -> web.Response:
+    return respond(error.body(), status=error.code)
+
+
+class Target:
+    """What a request addresses: a resource type, a namespace, maybe a name and a subresource."""
+
+    def __init__(self, resource: Resource, namespace: str | None, name: str | None, subresource: str) -> None:
+        self.resource, self.namespace, self.name, self.subresource = resource, namespace, name, subresource
+
+
+def resolve(group: str, version: str, parts: list[str]) -> Target:
+    def resource_for(plural: str) -> Resource:
+        resource = find(group, version, plural)
+        if resource is None:
+            raise NOT_SERVED
+        return resource
+
+    if len(parts) >= 3 and parts[0] == "namespaces" and find(group, version, parts[2]):
+        resource = resource_for(parts[2])
+        if not resource.namespaced or len(parts) > 5:
+            raise NOT_SERVED
+        return Target(resource, parts[1], parts[3] if len(parts) > 3 else None, parts[4] if len(parts) > 4 else "")
+    if not parts or len(parts) > 3:
+        raise NOT_SERVED
+    resource = resource_for(parts[0])
+    return Target(resource, None, parts[1] if len(parts) > 1 else None, parts[2] if len(parts) > 2 else "")
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("1", "true")
+
+
+class RestHandlers:
+    def __init__(self, cluster: Cluster, logs: LogSource | None, bookmark_interval: float) -> None:
+        self.cluster = cluster
+        self.store = cluster.store
+        self.log_source = logs
+        self.bookmark_interval = bookmark_interval
+
+    async def core(self, request: web.Request) -> web.StreamResponse:
+        parts = [p for p in request.match_info["tail"].split("/") if p]
+        return await self._dispatch(request, "", parts[0], parts[1:])
+
+    async def grouped(self, request: web.Request) -> web.StreamResponse:
+        parts = [p for p in request.match_info["tail"].split("/") if p]
+        return await self._dispatch(request, parts[0], parts[1], parts[2:])
+
+    async def _dispatch(self, request: web.Request, group: str, version: str, parts: list[str]) -> web.StreamResponse:
+        try:
+            target = resolve(group, version, parts)
+            if target.name is None:
+                return await self._collection(request, target)
+            if target.subresource == "log" and target.resource.kind == "Pod":
+                return await self._log(request, target)
+            if target.subresource and target.subresource not in target.resource.subresources:
+                raise NOT_SERVED
+            return await self._object(request, target)
+        except ApiError as error:
+            return error_response(error)
+
+    # collections -----------------------------------------------------------------------
+    async def _collection(self, request: web.Request, target: Target) -> web.StreamResponse:
+        resource = target.resource
+        if request.method == "GET":
+            if _flag(request, "watch"):
+                return await self._watch(request, target)
+            return self._list(request, target)
+        if request.method == "POST":
+            if not resource.namespaced and target.namespace:
+                raise method_not_allowed()
+            obj, warnings = self.cluster.create(resource, target.namespace, await self._json(request),
+                                                request.query.get("fieldValidation", "Warn"), self._dry_run(request))
+            return respond(obj, 201, warnings)
+        if request.method == "DELETE":
+            deleted = []
+            for obj in self.store.list(resource.storage_key, target.namespace, self._matcher(request, resource)):
+                meta = obj["metadata"]
+                body, _ = self.cluster.delete(resource, meta.get("namespace", ""), meta["name"], await self._delete_options(request))
+                deleted.append(body if body.get("kind") == resource.kind else obj)
+            return respond(self._list_body(resource, deleted))
+        raise method_not_allowed()
+
+    def _matcher(self, request: web.Request, resource: Resource) -> Callable[[dict[str, Any]], bool]:
+        labels = label_selector(request.query.get("labelSelector"))
+        fields = field_selector(request.query.get("fieldSelector"), resource.fields)
+        return lambda obj: labels(obj) and fields(obj)
+
+    def _list_body(self, resource: Resource, items: list[dict[str, Any]], cont: str = "") -> dict[str, Any]:
+        for item in items:
+            # a real server's list items carry no kind/apiVersion of their own
+            item.pop("kind", None)
+            item.pop("apiVersion", None)
+        metadata: dict[str, Any] = {"resourceVersion": str(self.store.revision)}
+        if cont:
+            metadata["continue"] = cont
+        return {"kind": f"{resource.kind}List", "apiVersion": resource.api_version, "metadata": metadata, "items": items}
+
+    def _list(self, request: web.Request, target: Target) -> web.Response:
+        items = self.store.list(target.resource.storage_key, target.namespace, self._matcher(request, target.resource))
+        offset = 0
+        if request.query.get("continue"):
+            try:
+                offset = int(base64.urlsafe_b64decode(request.query["continue"]).decode())
+            except ValueError:
+                raise bad_request("continue key is not valid: illegal base64 data") from None
+        limit = int(request.query.get("limit") or 0)
+        cont = ""
+        items = items[offset:]
+        if limit and len(items) > limit:
+            items = items[:limit]
+            cont = base64.urlsafe_b64encode(str(offset + limit).encode()).decode()
+        if wants_table(request.headers.get("Accept", "")):
+            return respond(table(target.resource, items, str(self.store.revision)))
+        return respond(self._list_body(target.resource, items, cont))
+
+    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        resource = target.resource
+        since_text = request.query.get("resourceVersion", "")
+        # "" and "0" mean "from any state": the current objects as ADDED, then live events
+        since = int(since_text) if since_text not in ("", "0") else None
+        matcher = self._matcher(request, resource)
+        response = web.StreamResponse(headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            watch = self.store.watch(resource.storage_key, target.namespace, matcher, since)
+        except ApiError as error:
+            # an expired resourceVersion is an ERROR event in a 200 stream, as a real server sends it
+            await response.write(json.dumps({"type": "ERROR", "object": error.body()}).encode() + b"\n")
+            return response
+        timeout = float(request.query.get("timeoutSeconds") or 1800)
+        bookmarks = _flag(request, "allowWatchBookmarks")
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    kind, obj = await asyncio.wait_for(watch.queue.get(), min(left, self.bookmark_interval))
+                except asyncio.TimeoutError:
+                    if bookmarks:
+                        bookmark = {"kind": resource.kind, "apiVersion": resource.api_version,
+                                    "metadata": {"resourceVersion": str(self.store.revision)}}
+                        await response.write(json.dumps({"type": "BOOKMARK", "object": bookmark}).encode() + b"\n")
+                    continue
+                await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.store.unwatch(watch)
+        return response
+
+    # single objects --------------------------------------------------------------------
+    async def _object(self, request: web.Request, target: Target) -> web.Response:
+        resource, namespace, name = target.resource, target.namespace or "", target.name or ""
+        field_validation = request.query.get("fieldValidation", "Warn")
+        if request.method == "GET":
+            obj = self.cluster.require(resource, namespace, name)
+            if wants_table(request.headers.get("Accept", "")):
+                return respond(table(resource, [obj], None))
+            return respond(obj)
+        if request.method == "PUT":
+            obj, warnings = self.cluster.update(resource, namespace, name, await self._json(request), target.subresource,
+                                                field_validation, self._dry_run(request))
+            return respond(obj, 200, warnings)
+        if request.method == "PATCH":
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            patcher = patches.PATCHERS.get(content_type)
+            if patcher is None:
+                raise unsupported_media_type(content_type)
+            current = self.cluster.require(resource, namespace, name)
+            patched = patcher(current, await self._json(request))
+            obj, warnings = self.cluster.patch(resource, namespace, name, patched, target.subresource,
+                                               field_validation, self._dry_run(request))
+            return respond(obj, 200, warnings)
+        if request.method == "DELETE":
+            options = await self._delete_options(request)
+            body, warnings = self.cluster.delete(resource, namespace, name, options)
+            return respond(body, 200, warnings)
+        raise method_not_allowed()
+
+    async def _log(self, request: web.Request, target: Target) -> web.StreamResponse:
+        pod = self.cluster.require(target.resource, target.namespace or "", target.name or "")
+        containers = [c["name"] for c in pod["spec"].get("containers") or []]
+        container = request.query.get("container") or (containers[0] if len(containers) == 1 else "")
+        if not container:
+            raise bad_request(f"a container name must be specified for pod {target.name}, choose one of: [{' '.join(containers)}]")
+        if container not in containers:
+            raise bad_request(f"container {container} is not valid for pod {target.name}")
+        started = any(s.get("name") == container and ("running" in s.get("state", {}) or "terminated" in s.get("state", {}))
+                      for s in pod.get("status", {}).get("containerStatuses") or [])
+        if self.log_source is None or not started:
+            raise bad_request(f'container "{container}" in pod "{target.name}" is waiting to start: ContainerCreating')
+        tail = request.query.get("tailLines")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        async for chunk in self.log_source.logs(pod, container, _flag(request, "follow"), int(tail) if tail else None,
+                                                _flag(request, "timestamps")):
+            await response.write(chunk)
+        return response
+
+    # request bodies --------------------------------------------------------------------
+    @staticmethod
+    async def _json(request: web.Request) -> Any:
+        content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
+        if request.method != "PATCH" and content_type not in ("application/json", "application/yaml", "*/*", ""):
+            # protobuf and CBOR are not spoken here; client-go answers a 415 by sending JSON
+            raise ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - accepted media types include: '
+                           f'application/json, application/yaml')
+        raw = await request.read()
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise bad_request(f"couldn't get version/kind; json parse error: {exc}") from None
+
+    @staticmethod
+    def _dry_run(request: web.Request) -> bool:
+        values = request.query.getall("dryRun", [])
+        if any(v != "All" for v in values):
+            raise bad_request(f'dryRun: Unsupported value: "{values[0]}": supported values: "All"')
+        return bool(values)
+
+    async def _delete_options(self, request: web.Request) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if request.can_read_body:
+            body = await request.read()
+            if body.strip():
+                options = json.loads(body)
+        for key in ("propagationPolicy", "gracePeriodSeconds", "orphanDependents"):
+            if key in request.query:
+                value: Any = request.query[key]
+                options[key] = int(value) if key == "gracePeriodSeconds" else (value.lower() == "true" if key == "orphanDependents" else value)
+        if request.query.getall("dryRun", []):
+            options["dryRun"] = self._dry_run(request)
+        return options
+

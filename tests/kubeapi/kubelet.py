@@ -1,0 +1,255 @@
+"""Pods that really run: a kubelet for one node, each pod container a Docker container.
+
+A new pod is bound to the node (``spec.nodeName``), its containers are created with their image,
+``command``/``args`` (Docker's entrypoint/cmd), ``env`` (values, ``secretKeyRef``,
+``configMapKeyRef``, ``fieldRef``, ``envFrom``) and CPU/memory limits (``nano_cpus``/``mem_limit``),
+on the host network so that steps reach PostgreSQL and moto S3 on loopback. Status follows as a
+kubelet reports it: Pending → Running → Succeeded/Failed, ``containerStatuses`` with
+``state.terminated.exitCode`` and ``reason`` Completed/Error/OOMKilled, restarts per
+``restartPolicy``. A gracefully deleted pod has its containers stopped, then leaves the store.
+Docker calls block, so they run in threads; every status write goes through the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from typing import Any, AsyncIterator
+
+from .operations import Cluster, now
+from .resources import find
+from .store import Event
+
+NODE = "orcakit-node"
+PODS = find("", "v1", "pods")
+LABEL = "io.orcakit.kubeapi"
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "m": 1e-3}
+
+
+def quantity(text: Any) -> float:
+    match = re.fullmatch(r"([+-]?[0-9.]+)(e[0-9]+|[a-zA-Z]*)", str(text))
+    if not match:
+        raise ValueError(f"not a quantity: {text}")
+    number, suffix = match.groups()
+    if suffix.startswith("e"):
+        return float(number) * 10 ** int(suffix[1:])
+    return float(number) * _UNITS[suffix]
+
+
+class ConfigError(Exception):
+    """What makes a container CreateContainerConfigError (a missing secret or key)."""
+
+
+class Kubelet:
+    def __init__(self, cluster: Cluster, docker_client: Any, server_id: str) -> None:
+        self.cluster = cluster
+        self.store = cluster.store
+        self.docker = docker_client
+        self.server_id = server_id
+        self._running: dict[str, asyncio.Task] = {}
+        self.store.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.storage_key != "pods":
+            return
+        pod = event.object
+        uid = pod["metadata"]["uid"]
+        if event.type == "ADDED" and not pod["spec"].get("nodeName"):
+            self._running[uid] = asyncio.get_running_loop().create_task(self._run(pod["metadata"]["namespace"], pod["metadata"]["name"], uid))
+        elif event.type == "DELETED" or pod["metadata"].get("deletionTimestamp"):
+            task = self._running.get(uid)
+            if task is not None and not task.done() and not getattr(task, "stopping", False):
+                task.stopping = True  # type: ignore[attr-defined]
+                asyncio.get_running_loop().create_task(self._stop(pod, event.type == "DELETED"))
+
+    # status ----------------------------------------------------------------------------
+    def _update_status(self, namespace: str, name: str, uid: str, change: Any) -> dict[str, Any] | None:
+        pod = self.store.get("pods", namespace, name)
+        if pod is None or pod["metadata"]["uid"] != uid:
+            return None
+        change(pod)
+        return self.store.put("pods", pod)
+
+    @staticmethod
+    def _conditions(ready: bool, stamp: str) -> list[dict[str, Any]]:
+        value = "True" if ready else "False"
+        return [{"type": "PodReadyToStartContainers", "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp},
+                {"type": "Initialized", "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp},
+                {"type": "Ready", "status": value, "lastProbeTime": None, "lastTransitionTime": stamp},
+                {"type": "ContainersReady", "status": value, "lastProbeTime": None, "lastTransitionTime": stamp},
+                {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp}]
+
+    # the pod's life ----------------------------------------------------------------------
+    async def _run(self, namespace: str, name: str, uid: str) -> None:
+        def bind(pod: dict[str, Any]) -> None:
+            pod["spec"]["nodeName"] = NODE
+            pod["status"].update(hostIP="127.0.0.1", hostIPs=[{"ip": "127.0.0.1"}], startTime=now(),
+                                 conditions=[{"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now()}])
+        pod = self._update_status(namespace, name, uid, bind)
+        if pod is None:
+            return
+        spec = pod["spec"]
+        try:
+            envs = [self._environment(pod, c) for c in spec["containers"]]
+        except ConfigError as exc:
+            self._update_status(namespace, name, uid, lambda p: p["status"].update(containerStatuses=[
+                self._waiting(c, "CreateContainerConfigError", str(exc)) for c in spec["containers"]]))
+            return
+        restarts = [0] * len(spec["containers"])
+        exits: list[dict[str, Any] | None] = [None] * len(spec["containers"])
+        while True:
+            started = []
+            for index, container in enumerate(spec["containers"]):
+                if exits[index] is not None:
+                    started.append(None)
+                    continue
+                try:
+                    started.append(await asyncio.to_thread(self._start, pod, container, envs[index], restarts[index]))
+                except Exception as exc:  # noqa: BLE001 - any engine error is the container's waiting reason
+                    reason = "ErrImagePull" if "image" in str(exc).lower() or "not found" in str(exc).lower() else "RunContainerError"
+                    self._update_status(namespace, name, uid, lambda p: p["status"].update(phase="Pending", containerStatuses=[
+                        self._waiting(c, reason, " ".join(str(exc).split())[:300]) for c in spec["containers"]]))
+                    return
+            stamp = now()
+            statuses = [self._running_status(c, s, restarts[i]) if s else exits[i] for i, (c, s) in enumerate(zip(spec["containers"], started))]
+            self._update_status(namespace, name, uid, lambda p: p["status"].update(
+                phase="Running", podIP="127.0.0.1", podIPs=[{"ip": "127.0.0.1"}], conditions=self._conditions(True, stamp), containerStatuses=statuses))
+            results = await asyncio.gather(*(asyncio.to_thread(self._wait, s) for s in started if s))
+            waiting = iter(results)
+            for index, container in enumerate(spec["containers"]):
+                if started[index]:
+                    exits[index] = self._terminated_status(container, started[index], next(waiting), restarts[index])
+            if getattr(asyncio.current_task(), "stopping", False):
+                return
+            policy = spec.get("restartPolicy", "Always")
+            again = [i for i, e in enumerate(exits) if policy == "Always" or (policy == "OnFailure" and e["state"]["terminated"]["exitCode"] != 0)]
+            if not again:
+                codes = [e["state"]["terminated"]["exitCode"] for e in exits]
+                phase = "Succeeded" if all(code == 0 for code in codes) else "Failed"
+                stamp = now()
+                self._update_status(namespace, name, uid, lambda p: p["status"].update(
+                    phase=phase, conditions=self._conditions(False, stamp), containerStatuses=exits))
+                return
+            for i in again:
+                restarts[i] += 1
+                exits[i] = None
+            await asyncio.sleep(1)
+
+    def _environment(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+        namespace = pod["metadata"]["namespace"]
+        env: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            kind, ref = ("secrets", source["secretRef"]) if source.get("secretRef") else ("configmaps", source.get("configMapRef") or {})
+            data = self._data(kind, namespace, ref["name"], ref.get("optional", False))
+            env.update({source.get("prefix", "") + k: v for k, v in data.items()})
+        for var in container.get("env") or []:
+            source = var.get("valueFrom")
+            if source is None:
+                env[var["name"]] = var.get("value", "")
+            elif source.get("secretKeyRef") or source.get("configMapKeyRef"):
+                kind, ref = ("secrets", source["secretKeyRef"]) if source.get("secretKeyRef") else ("configmaps", source["configMapKeyRef"])
+                data = self._data(kind, namespace, ref["name"], ref.get("optional", False))
+                if ref["key"] not in data and not ref.get("optional"):
+                    raise ConfigError(f"couldn't find key {ref['key']} in {'Secret' if kind == 'secrets' else 'ConfigMap'} {namespace}/{ref['name']}")
+                if ref["key"] in data:
+                    env[var["name"]] = data[ref["key"]]
+            elif source.get("fieldRef"):
+                path = source["fieldRef"]["fieldPath"]
+                values = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": namespace, "metadata.uid": pod["metadata"]["uid"],
+                          "spec.nodeName": NODE, "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
+                          "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1"}
+                label = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+                env[var["name"]] = (pod["metadata"].get(label.group(1)) or {}).get(label.group(2), "") if label else values.get(path, "")
+        return env
+
+    def _data(self, kind: str, namespace: str, name: str, optional: bool) -> dict[str, str]:
+        obj = self.store.get(kind, namespace, name)
+        if obj is None:
+            if optional:
+                return {}
+            raise ConfigError(f'{kind[:-1]} "{name}" not found')
+        if kind == "secrets":
+            return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+        return dict(obj.get("data") or {})
+
+    # Docker ----------------------------------------------------------------------------
+    def _start(self, pod: dict[str, Any], container: dict[str, Any], env: dict[str, str], restart: int) -> Any:
+        meta = pod["metadata"]
+        limits = (container.get("resources") or {}).get("limits") or {}
+        options: dict[str, Any] = {}
+        if "cpu" in limits:
+            options["nano_cpus"] = int(quantity(limits["cpu"]) * 1e9)
+        if "memory" in limits:
+            options["mem_limit"] = int(quantity(limits["memory"]))
+            options["memswap_limit"] = options["mem_limit"]  # no swap: a pod over its limit is OOMKilled
+        return self.docker.containers.run(
+            container["image"], entrypoint=container.get("command"), command=container.get("args"), environment=env,
+            working_dir=container.get("workingDir"), network_mode="host", detach=True,
+            name=f"k8s_{container['name']}_{meta['name']}_{meta['namespace']}_{meta['uid'][:8]}_{restart}",
+            labels={LABEL: self.server_id, f"{LABEL}.pod-uid": meta["uid"], f"{LABEL}.pod": meta["name"],
+                    f"{LABEL}.namespace": meta["namespace"], f"{LABEL}.container": container["name"]},
+            **options)
+
+    @staticmethod
+    def _wait(docker_container: Any) -> dict[str, Any]:
+        docker_container.wait()
+        docker_container.reload()
+        return docker_container.attrs["State"]
+
+    # container statuses ----------------------------------------------------------------
+    @staticmethod
+    def _base(container: dict[str, Any], restarts: int) -> dict[str, Any]:
+        return {"name": container["name"], "image": container["image"], "imageID": "", "restartCount": restarts, "started": False, "ready": False}
+
+    def _waiting(self, container: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
+        return {**self._base(container, 0), "state": {"waiting": {"reason": reason, "message": message}}}
+
+    def _running_status(self, container: dict[str, Any], docker_container: Any, restarts: int) -> dict[str, Any]:
+        return {**self._base(container, restarts), "containerID": f"docker://{docker_container.id}", "started": True, "ready": True,
+                "state": {"running": {"startedAt": now()}}}
+
+    def _terminated_status(self, container: dict[str, Any], docker_container: Any, state: dict[str, Any], restarts: int) -> dict[str, Any]:
+        code = int(state.get("ExitCode", 0))
+        reason = "OOMKilled" if state.get("OOMKilled") else ("Completed" if code == 0 else "Error")
+        return {**self._base(container, restarts), "containerID": f"docker://{docker_container.id}",
+                "state": {"terminated": {"exitCode": code, "reason": reason, "startedAt": state.get("StartedAt", "")[:19] + "Z",
+                                         "finishedAt": state.get("FinishedAt", "")[:19] + "Z", "containerID": f"docker://{docker_container.id}"}}}
+
+    # stop, logs, cleanup ---------------------------------------------------------------
+    def _containers(self, uid: str) -> list[Any]:
+        return self.docker.containers.list(all=True, filters={"label": f"{LABEL}.pod-uid={uid}"})
+
+    async def _stop(self, pod: dict[str, Any], already_gone: bool) -> None:
+        grace = pod["metadata"].get("deletionGracePeriodSeconds", 0) if not already_gone else 0
+        for container in await asyncio.to_thread(self._containers, pod["metadata"]["uid"]):
+            await asyncio.to_thread(container.stop, timeout=int(grace))
+        if not already_gone:
+            current = self.store.get("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
+            if current is not None and current["metadata"]["uid"] == pod["metadata"]["uid"]:
+                self.cluster.finish_pod_deletion(current)
+
+    async def logs(self, pod: dict[str, Any], container: str, follow: bool, tail_lines: int | None, timestamps: bool) -> AsyncIterator[bytes]:
+        found = [c for c in await asyncio.to_thread(self._containers, pod["metadata"]["uid"]) if c.labels.get(f"{LABEL}.container") == container]
+        if not found:
+            return
+        latest = max(found, key=lambda c: c.attrs["Created"])
+        queue: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def pump() -> None:
+            try:
+                for chunk in latest.logs(stream=True, follow=follow, tail=tail_lines if tail_lines is not None else "all", timestamps=timestamps):
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        loop.run_in_executor(None, pump)
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+
+    def remove_all(self) -> None:
+        """Remove every container this server started (called when it stops)."""
+        for container in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={self.server_id}"}):
+            container.remove(force=True)

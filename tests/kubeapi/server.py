@@ -1,0 +1,136 @@
+"""The aiohttp application, a runner on a background thread for tests, and the kubeconfig.
+
+Plain HTTP on 127.0.0.1: both kubectl and the python client accept ``server: http://...`` in a
+kubeconfig, and a bearer token user is sent over it as over TLS (the server does not check it;
+it only needs to be there so that clients configured for a real cluster work unchanged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from . import discovery
+from .controllers import Controllers
+from .handlers import NOT_SERVED, RestHandlers, respond
+from .kubelet import Kubelet
+from .operations import Cluster
+from .resources import find
+from .store import Store
+
+TOKEN = "orcakit-test-token"
+
+
+@dataclass
+class Options:
+    # events the store keeps for watches to resume from; a watch from before them gets 410 Gone
+    watch_window: int = 10_000
+    # how often an idle watch that allows bookmarks gets one
+    bookmark_interval: float = 5.0
+    # run pods as Docker containers (else pods stay Pending, as with no node)
+    run_pods: bool = True
+    # seconds before a failed Job pod is replaced, doubling (a real cluster starts at 10)
+    job_backoff: float = 1.0
+
+
+def build(options: Options) -> tuple[web.Application, Cluster]:
+    """The application; call from a running event loop (the controllers start on it)."""
+    store = Store(window=options.watch_window)
+    cluster = Cluster(store)
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    kubelet = None
+    if options.run_pods:
+        import docker
+
+        kubelet = Kubelet(cluster, docker.from_env(timeout=120), uuid.uuid4().hex[:12])
+        app.on_cleanup.append(lambda _app: asyncio.to_thread(kubelet.remove_all))
+    controllers = Controllers(cluster, job_backoff=options.job_backoff)
+    controllers.start()
+    app.on_cleanup.append(lambda _app: controllers.stop())
+    handlers = RestHandlers(cluster, kubelet, options.bookmark_interval)
+    discovery.add_routes(app)
+    app.router.add_route("*", "/api/{tail:.+}", handlers.core)
+    app.router.add_route("*", "/apis/{tail:.+}", handlers.grouped)
+    app.router.add_route("*", "/{tail:.*}", _not_served)
+    _bootstrap(cluster)
+    return app, cluster
+
+
+async def _not_served(request: web.Request) -> web.Response:
+    return respond(NOT_SERVED.body(), 404)
+
+
+def _bootstrap(cluster: Cluster) -> None:
+    """The namespaces every cluster has."""
+    for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+        cluster.create(find("", "v1", "namespaces"), None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+def kubeconfig(url: str, namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "clusters": [{"name": "orcakit-kubeapi", "cluster": {"server": url}}],
+        "users": [{"name": "orcakit", "user": {"token": TOKEN}}],
+        "contexts": [{"name": "orcakit-kubeapi", "context": {"cluster": "orcakit-kubeapi", "user": "orcakit", "namespace": namespace}}],
+        "current-context": "orcakit-kubeapi",
+    }
+
+
+def write_kubeconfig(path: Path, url: str, namespace: str = "default") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(kubeconfig(url, namespace), sort_keys=False))
+    return path
+
+
+class ServerThread:
+    """The server on its own event loop in a daemon thread: ``start()`` returns the URL."""
+
+    def __init__(self, options: Options | None = None, port: int = 0) -> None:
+        self.options = options or Options()
+        self.port = port
+        self.url = ""
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kubeapi", daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.cluster: Cluster | None = None
+
+    def start(self) -> str:
+        self._thread.start()
+        if not self._ready.wait(30) or not self.url:
+            raise RuntimeError("the Kubernetes API test server did not start")
+        return self.url
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._serve())
+        self._ready.set()
+        self.loop.run_forever()
+
+    async def _serve(self) -> None:
+        app, self.cluster = build(self.options)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def call(self, function: Any, *args: Any) -> Any:
+        """Run ``function(*args)`` on the server's loop (the store is not thread-safe)."""
+        async def invoke() -> Any:
+            return function(*args)
+        return asyncio.run_coroutine_threadsafe(invoke(), self.loop).result(30)
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
