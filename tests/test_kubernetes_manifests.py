@@ -168,3 +168,57 @@ def test_label_values_are_valid_and_never_collide(values):
     assert len(a) <= 63 and LABEL_VALUE.fullmatch(a)
     assert len(b) <= 63 and LABEL_VALUE.fullmatch(b)
     assert a != b
+
+
+# -- the orchestrator, still without a cluster ---------------------------------------------------
+
+from orcakit import ComponentSpec, StackSpec, SubmissionError, load_flavor  # noqa: E402
+from tests.pipelines import sample  # noqa: E402
+
+
+def kube_orchestrator(**config):
+    return load_flavor("kubernetes").create({"kubernetes_namespace": "ml", **config})
+
+
+def test_flavor_check_passes_and_declares_what_it_implements():
+    flavor = load_flavor("kubernetes").check()
+    caps = flavor.capabilities
+    assert caps.schedules == frozenset({"cron"}) and caps.dynamic_pipelines and caps.stop_run
+    assert flavor.run_id_env_var == "ORCAKIT_KUBERNETES_RUN_ID"
+
+
+@FAST
+@given(run_id=st.uuids().map(str), steps=st.lists(step_names, min_size=2, max_size=2, unique=True), attempt=st.integers(1, 99))
+def test_pod_names_are_dns1123_labels_unique_per_step(run_id, steps, attempt):
+    orchestrator = kube_orchestrator()
+    names = [orchestrator.object_name(run_id, step, attempt) for step in steps]
+    for name in names:
+        assert len(name) <= 63 and DNS1123_LABEL.fullmatch(name), name
+    assert names[0] != names[1]
+    assert orchestrator.object_name(run_id, steps[0], attempt) != orchestrator.object_name(run_id, steps[0], attempt + 1)
+
+
+@pytest.mark.parametrize("stores", [
+    {"artifact_store": "/tmp/orcakit-artifacts", "run_store": "postgresql+psycopg://u@db/runs"},
+    {"artifact_store": "s3://bucket/prefix", "run_store": "sqlite:////tmp/runs.db"},
+])
+def test_local_stores_are_refused_before_anything_is_created(stores, monkeypatch):
+    orchestrator = kube_orchestrator()
+    calls = []
+    monkeypatch.setattr(type(orchestrator), "api", lambda self: calls.append("api") or pytest.fail("the API was called"))
+    monkeypatch.setattr(type(orchestrator), "build_image", lambda self, s: pytest.fail("an image was built"))
+    stack = StackSpec(orchestrator=ComponentSpec(flavor="kubernetes", config={"kubernetes_namespace": "ml"}), **stores)
+    snapshot = sample.pipe.compile(stack)
+    with pytest.raises(SubmissionError, match="runs steps where this machine's disk is not visible") as caught:
+        orchestrator.run(snapshot)
+    assert "network run store" in str(caught.value.fix) and calls == []
+
+
+def test_cpu_below_a_millicore_is_refused_before_anything_is_created(monkeypatch):
+    orchestrator = kube_orchestrator()
+    monkeypatch.setattr(type(orchestrator), "api", lambda self: pytest.fail("the API was called"))
+    stack = StackSpec(orchestrator=ComponentSpec(flavor="kubernetes"), artifact_store="s3://b/p", run_store="postgresql+psycopg://u@db/r")
+    snapshot = sample.pipe.compile(stack)
+    steps = {name: spec.model_copy(update={"resources": ResourceSettings(cpu_count=0.0005)}) for name, spec in snapshot.steps.items()}
+    with pytest.raises(SubmissionError, match="millicore"):
+        orchestrator.run(snapshot.model_copy(update={"steps": steps}))
