@@ -254,6 +254,9 @@ class KubernetesOrchestrator(ContainerRuntimeOrchestrator):
         patch = {"metadata": {"labels": {LABEL_RUN: m.label_value(run_id)}, "annotations": {m.ANNOTATION_RUN_ID: run_id}}}
         try:
             self.batch().patch_namespaced_job(job["metadata"]["name"], self.namespace, patch, _preload_content=False)
+            # the Job's Secret (same name) too: leftovers and clean-up find it by the run label,
+            # not only through garbage collection
+            self.core().patch_namespaced_secret(job["metadata"]["name"], self.namespace, patch, _preload_content=False)
         except Exception as exc:  # noqa: BLE001 - the orchestrator pod records it too
             logger.warning("could not label job %s with its run ID: %s", job["metadata"]["name"], exc)
 
@@ -387,6 +390,7 @@ class KubernetesOrchestrator(ContainerRuntimeOrchestrator):
         if job_name:
             ignore_missing(lambda: batch.delete_namespaced_job(job_name, self.namespace, propagation_policy="Background",
                                                                _preload_content=False))
+            ignore_missing(lambda: self.core().delete_namespaced_secret(job_name, self.namespace, _preload_content=False))
         deadline = time.monotonic() + timeout
         while True:
             left = self._delete_labelled(run_id, roles=None)
