@@ -39,7 +39,7 @@ from orcakit.reference import AttemptRecord, RunRecord, RunStore, StepRecord
 
 from orcakit.redaction import redact
 
-from .probes import dynamic_probe_dag, probe_dag, process_start_ticks
+from .probes import dynamic_probe_dag, pid_namespace, probe_dag, process_start_ticks
 
 
 class FlavorViolation(AssertionError):
@@ -245,8 +245,16 @@ class FlavorUnderTest:
             # None: the flavor cannot tell (SPEC CLEAN-1); the OS's account still counts.
             found = (orchestrator.leftover_resources(obs.snapshot, obs.run.orchestrator_run_id) or []) + live_step_processes(obs)
             if not found or time.monotonic() >= deadline:
-                return sorted(set(found))
+                break
             time.sleep(0.1)
+        # A step that had not reached its probe when the run ended leaves no pid to look for;
+        # if it runs on, it shows up by starting after the end.
+        seen = {(r["step"], r["attempt"]) for records in obs.starts.values() for r in records}
+        for key in self.artifact_store().list(f"probes/{obs.snapshot.snapshot_id}/{obs.run.id}/"):
+            step, attempt = key.rsplit("/", 2)[-2], key.rsplit("/", 1)[-1].split(".", 1)[0]
+            if key.endswith(".start.json") and (step, int(attempt)) not in seen:
+                found.append(f"step {step!r} attempt {attempt} began executing after the run ended")
+        return sorted(set(found))
 
     def ask_fresh_process(self, method: str, *args: Any) -> Any:
         """``orchestrator.<method>(*args)`` answered by a new Python process that builds the
@@ -362,14 +370,15 @@ class FlavorUnderTest:
 
 def live_step_processes(obs: RunObservation) -> list[str]:
     """Step processes of the run still alive on this machine, as the OS sees them: a probe that
-    ran here (same host, not in a container) recorded its pid and when that process started, so
+    ran here (same host and PID namespace) recorded its pid and when that process started, so
     a pid the kernel has since given to another process is not mistaken for it. (A forked step
     cannot be found by its environment: /proc shows the environment a process was exec-ed with.)"""
     alive = []
     for records in obs.starts.values():
         for record in records:
-            if record["host"] != socket.gethostname() or record["container"] or record.get("pid_started") is None:
-                continue
+            if (record["host"] != socket.gethostname() or record.get("pid_started") is None
+                    or record.get("pid_namespace") != pid_namespace()):
+                continue  # not a process this harness can see by its pid
             if process_start_ticks(record["pid"]) == record["pid_started"] and not _zombie(record["pid"]):
                 alive.append(f"process {record['pid']} (step {record['step']!r}, attempt {record['attempt']})")
     return alive

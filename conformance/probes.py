@@ -125,15 +125,30 @@ def process_start_ticks(pid: int | str = "self") -> int | None:
 
 
 def container_identity() -> str | None:
-    """A container ID from /proc/self/cgroup or mountinfo, when running in one."""
-    for source in ("/proc/self/cgroup", "/proc/self/mountinfo"):
-        try:
-            match = re.search(r"[0-9a-f]{64}", Path(source).read_text())
-        except OSError:
-            continue
+    """A container ID from this process's cgroup or its root mount, when running in one. (Not
+    any line of mountinfo: on a host, the overlay mounts of *other* running containers show up
+    there too.)"""
+    try:
+        match = re.search(r"[0-9a-f]{64}", Path("/proc/self/cgroup").read_text())
         if match:
             return match.group(0)
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 4 and fields[4] == "/":
+                match = re.search(r"[0-9a-f]{64}", line)
+                return match.group(0) if match else None
+    except OSError:
+        pass
     return None
+
+
+def pid_namespace() -> str | None:
+    """This process's PID namespace (``pid:[inode]``): a pid means the same process only to
+    readers in the same namespace."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
 
 
 @step
@@ -167,6 +182,7 @@ def probe(spec: dict, **inputs: Any) -> dict:
         "inputs": {name: value.get("token") if isinstance(value, dict) else value for name, value in inputs.items()},
         "pid": os.getpid(),
         "pid_started": process_start_ticks(),
+        "pid_namespace": pid_namespace(),
         "host": socket.gethostname(),
         "container": container_identity(),
         "time": time.time(),
