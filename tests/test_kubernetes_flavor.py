@@ -281,3 +281,55 @@ def test_a_static_pipeline_runs_to_completed(pipes, stack, kube_api):
     assert first_pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "500m", "memory": str(256 * 2**20)}
     # cleaned up
     assert orchestrator(stack).leftover_resources(snapshot, run_id) == []
+
+
+def test_kubectl_and_a_restarted_orchestrator_pod_continues_the_run(pipes, stack, kube_api):
+    """While a step sleeps: kubectl lists the run's pods, shows the orchestrator's log and
+    describes its Job; then the orchestrator pod is deleted. The Job starts a new one, which
+    continues the same run (same run ID), adopts the sleeping step's pod and re-executes nothing."""
+    core, batch = core_and_batch(kube_api)
+    snapshot = pipes.sleepy.compile(stack, 10)
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(record=run_snapshot(snapshot)), daemon=True)
+    thread.start()
+
+    def pods(selector: str) -> list[dict]:
+        return json.loads(core.list_namespaced_pod(kube_api.namespace, label_selector=selector, _preload_content=False).data)["items"]
+
+    deadline = time.monotonic() + 180
+    nap_pod = None
+    while nap_pod is None and time.monotonic() < deadline:
+        running = [p for p in pods(f"orcakit.snapshot={snapshot.snapshot_id},orcakit.role=step")
+                   if p["metadata"]["annotations"].get("orcakit.dev/step") == "nap" and p["status"].get("phase") == "Running"]
+        nap_pod = running[0] if running else None
+        time.sleep(0.3)
+    assert nap_pod is not None, "the nap step never ran"
+    run_id = nap_pod["metadata"]["annotations"]["orcakit.dev/run-id"]
+    (job,) = json.loads(batch.list_namespaced_job(kube_api.namespace, label_selector=f"orcakit.snapshot={snapshot.snapshot_id}",
+                                                   _preload_content=False).data)["items"]
+    assert job["metadata"]["uid"] == run_id
+    (first_orchestrator,) = pods(f"job-name={job['metadata']['name']}")
+
+    # kubectl, a client nobody here wrote, against the environment while the run exists
+    listed = kubectl(kube_api, "get", "pods", "-l", f"orcakit.snapshot={snapshot.snapshot_id}", "-o", "name")
+    assert f"pod/{nap_pod['metadata']['name']}" in listed.split() and f"pod/{first_orchestrator['metadata']['name']}" in listed.split()
+    table = kubectl(kube_api, "get", "pods", "-l", "orcakit.role=step")
+    assert "NAME" in table and "Running" in table
+    log = kubectl(kube_api, "logs", first_orchestrator["metadata"]["name"])  # exit 0: the container's output, as it is so far
+    described = kubectl(kube_api, "describe", "job", job["metadata"]["name"])
+    assert job["metadata"]["name"] in described and "Pods Statuses" in described, described
+    assert SECRET_VALUE not in listed + table + log + described
+
+    # the orchestrator pod goes; the Job starts another that continues the same run
+    core.delete_namespaced_pod(first_orchestrator["metadata"]["name"], kube_api.namespace, _preload_content=False)
+    thread.join(240)
+    assert not thread.is_alive(), "the run did not end"
+    record = result["record"]
+    steps = steps_of(stack, record.id)
+    assert record.status is S.COMPLETED, (record.reason, {k: v.reason for k, v in steps.items()})
+    assert record.orchestrator_run_id == run_id
+    assert {name: s.attempts for name, s in steps.items()} == {"first": 1, "nap": 1, "last": 1}
+    seen = {name: output(stack, record.id, name) for name in ("first", "nap", "last")}
+    assert {values["env_run_id"] for values in seen.values()} == {run_id}
+    assert seen["nap"]["pod"] == nap_pod["metadata"]["name"]  # the adopted pod, not a new one
+    assert orchestrator(stack).leftover_resources(snapshot, run_id) == []
