@@ -185,7 +185,9 @@ class Kubelet:
             options["mem_limit"] = int(quantity(limits["memory"]))
             options["memswap_limit"] = options["mem_limit"]  # no swap: a pod over its limit is OOMKilled
         return self.docker.containers.run(
-            container["image"], entrypoint=container.get("command"), command=container.get("args"), environment=env,
+            container["image"], entrypoint=container.get("command"), command=container.get("args"),
+            # a pod's hostname is its name (Docker cannot set one on the host network: the variable says it)
+            environment=env if pod["spec"].get("hostNetwork") else {"HOSTNAME": meta["name"], **env},
             working_dir=container.get("workingDir"), network_mode="host", detach=True,
             name=f"k8s_{container['name']}_{meta['name']}_{meta['namespace']}_{meta['uid'][:8]}_{restart}",
             labels={LABEL: self.server_id, f"{LABEL}.pod-uid": meta["uid"], f"{LABEL}.pod": meta["name"],

@@ -20,6 +20,8 @@ logger = logging.getLogger("orcakit.kubernetes")
 #: Set in orchestrator pods when the config names ``pod_api_server`` (test environments).
 API_ENV = "ORCAKIT_KUBERNETES_API"
 WATCH_SECONDS = 60
+#: A Job's watch is renewed (and the Job re-read) this often.
+JOB_WATCH_SECONDS = 15
 
 
 def connect(config: Any) -> Any:
@@ -156,6 +158,7 @@ class PodWatcher:
                 for event in self._watch.stream(
                     self.core.list_namespaced_pod, self.namespace, label_selector=self.label_selector,
                     resource_version=version, timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True, deserialize=False,
+                    _request_timeout=WATCH_SECONDS + 15,  # a silent, half-dead connection never blocks for ever
                 ):
                     if self._closed:
                         break
@@ -194,7 +197,7 @@ def wait_for_job(batch: Any, namespace: str, name: str, stop: threading.Event | 
                 version = listing["metadata"].get("resourceVersion") or ""
             for event in watch.Watch().stream(
                 batch.list_namespaced_job, namespace, field_selector=field, resource_version=version,
-                timeout_seconds=WATCH_SECONDS, deserialize=False,
+                timeout_seconds=JOB_WATCH_SECONDS, deserialize=False, _request_timeout=JOB_WATCH_SECONDS + 15,
             ):
                 obj = event.get("raw_object") or {}
                 version = (obj.get("metadata") or {}).get("resourceVersion") or version
@@ -202,6 +205,9 @@ def wait_for_job(batch: Any, namespace: str, name: str, stop: threading.Event | 
                     return None
                 if event.get("type") in ("ADDED", "MODIFIED") and job_finished(obj):
                     return obj
+            # the stream ended: look at the Job itself before watching on (one cheap GET per
+            # JOB_WATCH_SECONDS; an end missed by a broken stream is seen here)
+            version = None
         except Exception as exc:  # noqa: BLE001
             if status_of(exc) == 410:
                 version = None
