@@ -234,6 +234,11 @@ def requirement_ids(item: pytest.Item) -> list[str]:
     return ids
 
 
+#: What any check may find broken, whatever it verifies: a run that hangs or never ends (the
+#: harness's time limit) breaks these, and every check runs pipelines.
+ANY_CHECK_MAY_BLAME = frozenset({"CAP-2", "STATUS-2"})
+
+
 def _violations(error: BaseException) -> list[BaseException]:
     """The leaves of an exception (Hypothesis reports several distinct bugs as a group)."""
     if isinstance(error, BaseExceptionGroup):
@@ -253,7 +258,7 @@ def blamed_requirements(item: pytest.Item, error: BaseException) -> list[str]:
     blamed: list[str] = []
     for leaf in _violations(error):
         requirement = leaf.requirement if isinstance(leaf, FlavorViolation) else marked[0]
-        if requirement not in marked:
+        if requirement not in marked and requirement not in ANY_CHECK_MAY_BLAME:
             raise HarnessError(
                 f"suite bug: check {item.name} blamed {requirement}, which its requirement marker "
                 f"{marked} does not list; add it to the marker or raise the right ID"

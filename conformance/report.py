@@ -42,7 +42,7 @@ def _aggregate(outcomes: list[str]) -> str:
 def requirement_results(checks: list[dict], catalogue) -> list[dict]:
     rows = []
     for requirement in catalogue.requirements:
-        mine = [check for check in checks if requirement.id in check["requirements"]]
+        mine = [check for check in checks if requirement.id in check["requirements"] or requirement.id in check["blamed"]]
         rows.append(
             {
                 "id": requirement.id,

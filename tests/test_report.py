@@ -120,11 +120,14 @@ def test_a_failure_blames_only_its_requirement():
         {"name": "a", "outcome": "failed", "requirements": ["RUNID-1", "ENV-1"], "blamed": ["ENV-1"]},
         {"name": "b", "outcome": "passed", "requirements": ["RUNID-1"], "blamed": []},
         {"name": "c", "outcome": "failed", "requirements": ["RUNID-2", "STORE-1"], "blamed": ["RUNID-2", "STORE-1"]},
+        # a hang: any check may find CAP-2 broken, whatever its marker lists
+        {"name": "d", "outcome": "failed", "requirements": ["ENV-4"], "blamed": ["CAP-2"]},
     ]
     outcome = {row["id"]: row["outcome"] for row in requirement_results(checks, load_catalogue())}
     assert (outcome["ENV-1"], outcome["RUNID-1"]) == ("failed", "inconclusive")
     assert (outcome["RUNID-2"], outcome["STORE-1"]) == ("failed", "failed")  # a multi-failure keeps every ID
     assert outcome["RES-2"] == "untested"
+    assert (outcome["CAP-2"], outcome["ENV-4"]) == ("failed", "inconclusive")
 
 
 def test_report_is_self_contained_and_carries_the_digest():
