@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("kubernetes")
 
 from orcakit import ComponentSpec, ExecutionStatus, StackSpec  # noqa: E402
-from orcakit.reference import RunStore, dematerialize, open_artifact_store, output_key, run_snapshot  # noqa: E402
+from orcakit.reference import run_snapshot  # noqa: E402
 
 pytest_plugins = ["tests.kubeapi.fixtures"]
 pytestmark = [pytest.mark.docker, pytest.mark.postgres]
@@ -197,19 +197,6 @@ def pipes(project):
     return kubepipes
 
 
-def steps_of(stack: StackSpec, run_uuid: str) -> dict:
-    store = RunStore(stack.run_store)
-    try:
-        return store.steps(run_uuid)
-    finally:
-        store.close()
-
-
-def output(stack: StackSpec, run_uuid: str, step: str) -> Any:
-    artifacts = open_artifact_store(stack.artifact_store, stack.artifact_store_options)
-    return dematerialize(artifacts.get(output_key(run_uuid, step)))
-
-
 def core_and_batch(kube_api):
     from kubernetes import client, config
 
@@ -235,7 +222,7 @@ def orchestrator(stack: StackSpec):
 # -- tests ----------------------------------------------------------------------------------------
 
 
-def test_a_static_pipeline_runs_to_completed(pipes, stack, kube_api):
+def test_a_static_pipeline_runs_to_completed(pipes, stack, kube_api, execute):
     """Env (with a secret-looking value), resources and a retry; one run ID = the orchestrator
     Job's UID in every step; no secret in plain text in any pod spec; nothing left over."""
     core, batch = core_and_batch(kube_api)
@@ -256,11 +243,11 @@ def test_a_static_pipeline_runs_to_completed(pipes, stack, kube_api):
     finally:
         stop.set()
         watcher.join(10)
-    steps = steps_of(stack, record.id)
+    steps = execute.steps(stack, record.id)
     assert record.status is S.COMPLETED, (record.reason, {k: v.reason for k, v in steps.items()})
     run_id = record.orchestrator_run_id
     job_name = record.metadata["job"]
-    seen = {name: output(stack, record.id, name) for name in ("first", "flaky", "last")}
+    seen = {name: execute.output(stack, record, name) for name in ("first", "flaky", "last")}
     for name, values in seen.items():
         assert values["env_run_id"] == run_id == values["context_run_id"], (name, values)
         assert values["token"] == SECRET_VALUE, name
@@ -283,7 +270,7 @@ def test_a_static_pipeline_runs_to_completed(pipes, stack, kube_api):
     assert orchestrator(stack).leftover_resources(snapshot, run_id) == []
 
 
-def test_kubectl_and_a_restarted_orchestrator_pod_continues_the_run(pipes, stack, kube_api):
+def test_kubectl_and_a_restarted_orchestrator_pod_continues_the_run(pipes, stack, kube_api, execute):
     """While a step sleeps: kubectl lists the run's pods, shows the orchestrator's log and
     describes its Job; then the orchestrator pod is deleted. The Job starts a new one, which
     continues the same run (same run ID), adopts the sleeping step's pod and re-executes nothing."""
@@ -325,11 +312,11 @@ def test_kubectl_and_a_restarted_orchestrator_pod_continues_the_run(pipes, stack
     thread.join(240)
     assert not thread.is_alive(), "the run did not end"
     record = result["record"]
-    steps = steps_of(stack, record.id)
+    steps = execute.steps(stack, record.id)
     assert record.status is S.COMPLETED, (record.reason, {k: v.reason for k, v in steps.items()})
     assert record.orchestrator_run_id == run_id
     assert {name: s.attempts for name, s in steps.items()} == {"first": 1, "nap": 1, "last": 1}
-    seen = {name: output(stack, record.id, name) for name in ("first", "nap", "last")}
+    seen = {name: execute.output(stack, record, name) for name in ("first", "nap", "last")}
     assert {values["env_run_id"] for values in seen.values()} == {run_id}
     assert seen["nap"]["pod"] == nap_pod["metadata"]["name"]  # the adopted pod, not a new one
     assert orchestrator(stack).leftover_resources(snapshot, run_id) == []
