@@ -249,8 +249,8 @@ class RestHandlers:
         content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
         if request.method != "PATCH" and content_type not in ("application/json", "application/yaml", "*/*", ""):
             # protobuf and CBOR are not spoken here; client-go answers a 415 by sending JSON
-            raise ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - accepted media types include: '
-                           f'application/json, application/yaml')
+            raise ApiError(415, "UnsupportedMediaType", 'the body of the request was in an unknown format - accepted media types include: '
+                           'application/json, application/yaml')
         raw = await request.read()
         try:
             return json.loads(raw)

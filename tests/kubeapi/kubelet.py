@@ -94,8 +94,9 @@ class Kubelet:
         try:
             envs = [self._environment(pod, c) for c in spec["containers"]]
         except ConfigError as exc:
+            problem = str(exc)
             self._update_status(namespace, name, uid, lambda p: p["status"].update(containerStatuses=[
-                self._waiting(c, "CreateContainerConfigError", str(exc)) for c in spec["containers"]]))
+                self._waiting(c, "CreateContainerConfigError", problem) for c in spec["containers"]]))
             return
         restarts = [0] * len(spec["containers"])
         exits: list[dict[str, Any] | None] = [None] * len(spec["containers"])
@@ -108,9 +109,10 @@ class Kubelet:
                 try:
                     started.append(await asyncio.to_thread(self._start, pod, container, envs[index], restarts[index]))
                 except Exception as exc:  # noqa: BLE001 - any engine error is the container's waiting reason
-                    reason = "ErrImagePull" if "image" in str(exc).lower() or "not found" in str(exc).lower() else "RunContainerError"
+                    problem = " ".join(str(exc).split())[:300]
+                    reason = "ErrImagePull" if "image" in problem.lower() or "not found" in problem.lower() else "RunContainerError"
                     self._update_status(namespace, name, uid, lambda p: p["status"].update(phase="Pending", containerStatuses=[
-                        self._waiting(c, reason, " ".join(str(exc).split())[:300]) for c in spec["containers"]]))
+                        self._waiting(c, reason, problem) for c in spec["containers"]]))
                     return
             stamp = now()
             statuses = [self._running_status(c, s, restarts[i]) if s else exits[i] for i, (c, s) in enumerate(zip(spec["containers"], started))]
@@ -189,6 +191,8 @@ class Kubelet:
             # a pod's hostname is its name (Docker cannot set one on the host network: the variable says it)
             environment=env if pod["spec"].get("hostNetwork") else {"HOSTNAME": meta["name"], **env},
             working_dir=container.get("workingDir"), network_mode="host", detach=True,
+            # a shared process namespace makes the pause container PID 1; Docker's init plays it
+            init=bool(pod["spec"].get("shareProcessNamespace")),
             name=f"k8s_{container['name']}_{meta['name']}_{meta['namespace']}_{meta['uid'][:8]}_{restart}",
             labels={LABEL: self.server_id, f"{LABEL}.pod-uid": meta["uid"], f"{LABEL}.pod": meta["name"],
                     f"{LABEL}.namespace": meta["namespace"], f"{LABEL}.container": container["name"]},

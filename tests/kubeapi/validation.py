@@ -21,7 +21,7 @@ import jsonschema
 import referencing
 
 from .resources import Resource
-from .status import ApiError, bad_request, invalid
+from .status import bad_request, invalid
 
 SCHEMA_VERSION = "1.37.0"
 _SCHEMA_DIR = f"kubernetes-json-schema/v{SCHEMA_VERSION}-local-strict"

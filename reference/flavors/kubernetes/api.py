@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from orcakit import SubmissionError
 
@@ -68,6 +68,104 @@ def ignore_missing(call: Callable[[], Any]) -> Any:
         raise
 
 
+class WatchError(Exception):
+    """An ERROR event in a watch stream (410: the resourceVersion is too old; re-list)."""
+
+    def __init__(self, status: int | None, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class EventStream:
+    """One watch request (``?watch=true``), read here as ``(type, object)`` pairs rather than
+    through the client's ``Watch``: with raw JSON (``deserialize=False``) that one drops
+    ``raw_object`` and turns an ERROR event into a KeyError, hiding the 410 that says to
+    re-list. ``close()`` from another thread ends the iteration."""
+
+    def __init__(self, list_call: Callable[..., Any], namespace: str, resource_version: str, timeout_seconds: int,
+                 **selectors: Any) -> None:
+        self._response = list_call(
+            namespace, watch=True, resource_version=resource_version, timeout_seconds=timeout_seconds,
+            allow_watch_bookmarks=True, _preload_content=False,
+            _request_timeout=timeout_seconds + 15,  # a silent, half-dead connection never blocks for ever
+            **selectors)
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        from kubernetes.watch.watch import iter_resp_lines
+
+        try:
+            for line in iter_resp_lines(self._response):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    raise WatchError(obj.get("code"), obj.get("message") or "")
+                yield event.get("type", ""), obj
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self._response.close()
+            self._response.release_conn()
+        except Exception:  # noqa: BLE001 - closed twice, or by the other thread meanwhile
+            pass
+
+
+class ListWatch:
+    """List, then watch from the list's resourceVersion, for as long as needed: a dropped watch
+    resumes from the last version seen, a 410 Gone re-lists. ``relist_each_stream`` re-lists
+    whenever a stream ends (one cheap GET per renewal: an event lost with a broken stream is
+    seen then). ``run`` returns once a handler returns true, or after ``close()``."""
+
+    def __init__(self, list_call: Callable[..., Any], namespace: str, *, watch_seconds: int, relist_each_stream: bool = False,
+                 **selectors: Any) -> None:
+        self.list_call, self.namespace, self.selectors = list_call, namespace, selectors
+        self.watch_seconds, self.relist_each_stream = watch_seconds, relist_each_stream
+        self.relists = 0
+        self._stream: EventStream | None = None
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._stream is not None:
+            self._stream.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def run(self, on_list: Callable[[list[dict[str, Any]]], Any], on_event: Callable[[str, dict[str, Any]], Any]) -> None:
+        version: str | None = None
+        while not self.closed:
+            try:
+                if version is None:
+                    listing = body(self.list_call(self.namespace, _preload_content=False, **self.selectors))
+                    self.relists += 1
+                    if on_list(listing.get("items", [])):
+                        return
+                    version = (listing.get("metadata") or {}).get("resourceVersion") or ""
+                self._stream = EventStream(self.list_call, self.namespace, version, self.watch_seconds, **self.selectors)
+                for kind, obj in self._stream:
+                    if self.closed:
+                        return
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    if kind != "BOOKMARK" and on_event(kind, obj):
+                        return
+                if self.relist_each_stream:
+                    version = None
+            except Exception as exc:  # noqa: BLE001
+                if self.closed:
+                    return
+                if status_of(exc) == 410:
+                    logger.info("watch %s: resourceVersion %s is gone (410); re-listing", self.selectors, version)
+                    version = None
+                    continue
+                logger.warning("watch %s dropped (%s); resuming from resourceVersion %s", self.selectors, exc, version)
+                time.sleep(0.5)
+
+
 class PodWatcher:
     """The state of a set of pods (a label selector in one namespace), kept by one watch.
 
@@ -75,22 +173,19 @@ class PodWatcher:
     returns its last state."""
 
     def __init__(self, core: Any, namespace: str, label_selector: str) -> None:
-        self.core = core
-        self.namespace = namespace
-        self.label_selector = label_selector
         self.pods: dict[str, dict[str, Any]] = {}
         self.deleted: set[str] = set()
         self._changed = threading.Condition()
-        self._watch: Any = None
-        self._closed = False
-        self.relists = 0
+        self._watch = ListWatch(core.list_namespaced_pod, namespace, watch_seconds=WATCH_SECONDS, label_selector=label_selector)
         self._thread = threading.Thread(target=self._run, name=f"orcakit-watch-{label_selector[-12:]}", daemon=True)
         self._thread.start()
 
+    @property
+    def relists(self) -> int:
+        return self._watch.relists
+
     def close(self) -> None:
-        self._closed = True
-        if self._watch is not None:
-            self._watch.stop()
+        self._watch.close()
         with self._changed:
             self._changed.notify_all()
 
@@ -109,7 +204,7 @@ class PodWatcher:
                     return pod, True
                 if pod is not None and pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
                     return pod, False
-                if self._closed:
+                if self._watch.closed:
                     return pod, False
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -132,10 +227,9 @@ class PodWatcher:
                 self.deleted.add(name)
             self._changed.notify_all()
 
-    def _relist(self) -> str:
-        listing = body(self.core.list_namespaced_pod(self.namespace, label_selector=self.label_selector, _preload_content=False))
+    def _relisted(self, items: list[dict[str, Any]]) -> None:
         present = set()
-        for pod in listing.get("items", []):
+        for pod in items:
             present.add(pod["metadata"]["name"])
             self._update("MODIFIED", pod)
         with self._changed:
@@ -143,78 +237,34 @@ class PodWatcher:
                 if name not in present and name not in self.deleted:
                     self.deleted.add(name)  # deleted while nobody watched
             self._changed.notify_all()
-        self.relists += 1
-        return listing.get("metadata", {}).get("resourceVersion") or ""
 
     def _run(self) -> None:
-        from kubernetes import watch
-
-        version: str | None = None
-        while not self._closed:
-            try:
-                if version is None:
-                    version = self._relist()
-                self._watch = watch.Watch()
-                for event in self._watch.stream(
-                    self.core.list_namespaced_pod, self.namespace, label_selector=self.label_selector,
-                    resource_version=version, timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True, deserialize=False,
-                    _request_timeout=WATCH_SECONDS + 15,  # a silent, half-dead connection never blocks for ever
-                ):
-                    if self._closed:
-                        break
-                    obj = event.get("raw_object") or event.get("object") or {}
-                    if event.get("type") != "BOOKMARK":
-                        self._update(event.get("type", ""), obj)
-                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                # the stream ended: the next one resumes from ``version``
-            except Exception as exc:  # noqa: BLE001
-                if self._closed:
-                    return
-                if status_of(exc) == 410:
-                    logger.info("watch of pods %s: resourceVersion %s is gone (410); re-listing", self.label_selector, version)
-                    version = None
-                    continue
-                logger.warning("watch of pods %s dropped (%s); resuming from resourceVersion %s", self.label_selector, exc, version)
-                time.sleep(0.5)
+        self._watch.run(self._relisted, self._update)
 
 
-def wait_for_job(batch: Any, namespace: str, name: str, stop: threading.Event | None = None) -> dict[str, Any] | None:
-    """Block until Job ``name`` has a Complete or Failed condition (None: it was deleted).
-    One watch on that Job, resumed from its resourceVersion when it drops, re-listed on 410."""
-    from kubernetes import watch
+def wait_for_job(batch: Any, namespace: str, name: str, stop: threading.Event | None = None,
+                 until: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any] | None:
+    """Block until Job ``name`` has a Complete or Failed condition, or ``until(job)`` holds; the
+    Job then, or None: it was deleted (or ``stop`` was set, seen at the next renewal)."""
+    until = until or job_finished
+    found: list[dict[str, Any] | None] = [None]
+    watch = ListWatch(batch.list_namespaced_job, namespace, watch_seconds=JOB_WATCH_SECONDS, relist_each_stream=True,
+                      field_selector=f"metadata.name={name}")
 
-    field = f"metadata.name={name}"
-    version: str | None = None
-    while stop is None or not stop.is_set():
-        try:
-            if version is None:
-                listing = body(batch.list_namespaced_job(namespace, field_selector=field, _preload_content=False))
-                items = listing.get("items", [])
-                if not items:
-                    return None
-                if job_finished(items[0]):
-                    return items[0]
-                version = listing["metadata"].get("resourceVersion") or ""
-            for event in watch.Watch().stream(
-                batch.list_namespaced_job, namespace, field_selector=field, resource_version=version,
-                timeout_seconds=JOB_WATCH_SECONDS, deserialize=False, _request_timeout=JOB_WATCH_SECONDS + 15,
-            ):
-                obj = event.get("raw_object") or {}
-                version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                if event.get("type") == "DELETED":
-                    return None
-                if event.get("type") in ("ADDED", "MODIFIED") and job_finished(obj):
-                    return obj
-            # the stream ended: look at the Job itself before watching on (one cheap GET per
-            # JOB_WATCH_SECONDS; an end missed by a broken stream is seen here)
-            version = None
-        except Exception as exc:  # noqa: BLE001
-            if status_of(exc) == 410:
-                version = None
-                continue
-            logger.warning("watch of job %s dropped (%s); resuming", name, exc)
-            time.sleep(0.5)
-    return None
+    def listed(items: list[dict[str, Any]]) -> bool:
+        if stop is not None and stop.is_set():
+            return True
+        found[0] = items[0] if items and until(items[0]) else None
+        return not items or found[0] is not None
+
+    def changed(kind: str, job: dict[str, Any]) -> bool:
+        if kind == "DELETED":
+            return True
+        found[0] = job if until(job) else None
+        return found[0] is not None
+
+    watch.run(listed, changed)
+    return found[0]
 
 
 def job_finished(job: dict[str, Any]) -> str | None:

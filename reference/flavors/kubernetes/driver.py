@@ -15,11 +15,13 @@ import json
 import logging
 import os
 import sys
+import threading
 
 from orcakit import PLACEHOLDER_RUN_ENV, load_flavor, snapshot_secrets, unseal
 from orcakit.reference import DagScheduler, StackStores, load_snapshot, open_artifact_store
 
 from . import manifests as m
+from .api import wait_for_job
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,9 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     run = orchestrator.run_context(snapshot, run_id, step_environments, run_uuid=record.id)
     scheduler = DagScheduler(snapshot, store, record.id, lambda step, attempt: orchestrator.launch_step(run, step, attempt),
                              max_parallelism=orchestrator.max_parallelism)
+    ended = threading.Event()
+
+    def stop_when_asked() -> None:
+        """``stop_run`` from any client annotates this Job (see KubernetesOrchestrator.kill_run)."""
+        asked = wait_for_job(orchestrator.batch(), orchestrator.namespace, job["metadata"]["name"], stop=ended,
+                             until=lambda job: (job["metadata"].get("annotations") or {}).get(m.ANNOTATION_STOP))
+        if asked is not None and not ended.is_set():
+            logging.getLogger("orcakit.kubernetes").info("run %s: stop requested on the Job", run_id)
+            scheduler.stop()
+
+    threading.Thread(target=stop_when_asked, name="orcakit-stop-watch", daemon=True).start()
     try:
         final = scheduler.run()
     finally:
+        ended.set()
         orchestrator.finish_run(run)
         store.close()
     logging.getLogger("orcakit.kubernetes").info("run %s ended %s", run_id, final.status.value)

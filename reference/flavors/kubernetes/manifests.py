@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterable
 
@@ -38,6 +39,9 @@ ORCHESTRATOR_CONTAINER = "orchestrator"
 ANNOTATION_PIPELINE = "orcakit.dev/pipeline"
 ANNOTATION_STEP = "orcakit.dev/step"
 ANNOTATION_RUN_ID = "orcakit.dev/run-id"
+#: Set on a run's Job by ``stop_run`` (any client, or ``kubectl annotate``): its orchestrator pod
+#: stops the run and records STOPPED. The stop request lives on the backend object itself.
+ANNOTATION_STOP = "orcakit.dev/stop-requested"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "orcakit"}
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -193,6 +197,10 @@ def pod_spec(
         # the step's environment exactly: no service-link variables added by the kubelet
         "enableServiceLinks": False,
         "automountServiceAccountToken": service_account_token,
+        # the pause container is PID 1, not the step: a process that is PID 1 of its namespace
+        # ignores every signal it has no handler for, so a step's own SIGKILL (or a SIGTERM on
+        # stop) would do nothing; with a shared namespace signals behave as for any process
+        "shareProcessNamespace": True,
     }
     if settings.service_account_name:
         spec["serviceAccountName"] = settings.service_account_name
@@ -229,6 +237,11 @@ def step_pod_manifest(
                     resources=container_resources(resources), settings=settings, image_pull_policy=image_pull_policy,
                     working_dir=working_dir)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}, secret_data
+
+
+def now_rfc3339() -> str:
+    """A timestamp as Kubernetes writes them (annotation values, events)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def downward_env() -> list[dict[str, Any]]:

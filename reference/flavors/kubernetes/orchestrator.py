@@ -36,7 +36,6 @@ from orcakit import (
 from orcakit.reference import (
     LABEL_ROLE,
     LABEL_RUN,
-    LABEL_SNAPSHOT,
     ContainerRuntimeOrchestrator,
     RunContext,
     StackStores,
@@ -85,8 +84,6 @@ class KubernetesOrchestrator(ContainerRuntimeOrchestrator):
         super().__init__(*args, **kwargs)
         self._api: Any = None
         self._images: dict[str, StepImage] = {}
-        #: runs this object submitted: run ID -> snapshot (to request a stop in the run store)
-        self._submitted: dict[str, PipelineSnapshot] = {}
 
     # -- the API ----------------------------------------------------------------------------
 
@@ -185,7 +182,6 @@ class KubernetesOrchestrator(ContainerRuntimeOrchestrator):
         job = self._create_orchestrator(snapshot, image, base_environment, step_environments, stores)
         run_id = job["metadata"]["uid"]
         self._record_run_id(job, run_id)
-        self._submitted[run_id] = snapshot
         name = job["metadata"]["name"]
 
         def wait_for_completion() -> None:
@@ -195,7 +191,6 @@ class KubernetesOrchestrator(ContainerRuntimeOrchestrator):
                     logger.warning("orchestrator job %s failed: %s", name, (finished.get("status") or {}).get("conditions"))
             finally:
                 self.remove_run(run_id, job_name=name)
-                self._submitted.pop(run_id, None)
 
         return SubmissionResult(
             wait_for_completion=wait_for_completion,
@@ -352,23 +347,14 @@ class KubernetesOrchestrator(ContainerRuntimeOrchestrator):
     def kill_steps(self, run_id: str) -> None:
         self._delete_labelled(run_id, roles=("step",), secrets=False)
 
-    def stop_run(self, run_id: str, graceful: bool = False) -> None:
-        snapshot = self._submitted.get(run_id)
-        if snapshot is not None:  # submitted from this process: the stop goes through the run store
-            store = StackStores.of(snapshot.stack).open_run_store(create_tables=False)
-            try:
-                record = store.find_run(snapshot.snapshot_id, run_id)
-                if record is not None:
-                    store.request_stop(record.id)
-            finally:
-                store.close()
-        super().stop_run(run_id, graceful)
-
     def kill_run(self, run_id: str) -> None:
-        """Delete the run's step pods (the orchestrator pod sees them end, finds the stop request
-        in the run store and records STOPPED); if its Job has not ended after a grace period (its
-        pod may be gone), delete the Job and everything of the run."""
-        self._delete_labelled(run_id, roles=("step",), secrets=False)
+        """Ask the run's orchestrator pod to stop (an annotation on its Job, which it watches:
+        it kills the step pods and records STOPPED); if the Job has not ended after a grace
+        period (its pod may be gone), delete the Job and everything of the run."""
+        patch = {"metadata": {"annotations": {m.ANNOTATION_STOP: m.now_rfc3339()}}}
+        for job in self._list("job", run_id):
+            ignore_missing(lambda: self.batch().patch_namespaced_job(job["metadata"]["name"], self.namespace, patch,
+                                                                     _preload_content=False))
         deadline = time.monotonic() + STOP_HANDOVER_SECONDS
         while time.monotonic() < deadline:
             jobs = self._list("job", run_id)
