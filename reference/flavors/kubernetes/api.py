@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -103,13 +104,23 @@ class EventStream:
                     raise WatchError(obj.get("code"), obj.get("message") or "")
                 yield event.get("type", ""), obj
         finally:
-            self.close()
+            self._release()
 
     def close(self) -> None:
+        """End the iteration from another thread: shut the socket down (the reader wakes up at
+        once; closing the response object instead would wait for the reader's next byte)."""
+        sock = getattr(getattr(self._response, "connection", None), "sock", None)
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed
+            pass
+
+    def _release(self) -> None:
         try:
             self._response.close()
             self._response.release_conn()
-        except Exception:  # noqa: BLE001 - closed twice, or by the other thread meanwhile
+        except Exception:  # noqa: BLE001 - the socket was shut down by close()
             pass
 
 
