@@ -3,6 +3,7 @@ from this package through the ``orcakit.commands`` entry-point group (the runtim
 imports the suite).
 
     orcakit certify --flavor NAME [--out DIR] [--flavor-option KEY=VALUE ...] [--flavor-config FILE]
+                    [--run-store URL] [--artifact-store URI]
     orcakit certify verify DIR
 
 Certifying is ``pytest --flavor=NAME --certify --report-dir=DIR`` in an empty folder, then a
@@ -23,8 +24,13 @@ import click
               help="where the certification bundle is written")
 @click.option("--flavor-option", "flavor_options", multiple=True, metavar="KEY=VALUE", help="flavor config value (repeatable)")
 @click.option("--flavor-config", type=click.Path(dir_okay=False, exists=True), help="flavor config file (YAML or JSON)")
+@click.option("--run-store", metavar="URL", help="run store of the conformance runs (default: a fresh SQLite file; "
+              "flavors whose steps cannot see this machine's disk need a network one, e.g. postgresql+psycopg://...)")
+@click.option("--artifact-store", metavar="URI", help="artifact store of the conformance runs (default: a fresh folder; "
+              "s3://bucket/prefix for remote backends)")
 @click.pass_context
-def certify(ctx: click.Context, flavor_name: str | None, out_dir: str, flavor_options: tuple[str, ...], flavor_config: str | None) -> None:
+def certify(ctx: click.Context, flavor_name: str | None, out_dir: str, flavor_options: tuple[str, ...], flavor_config: str | None,
+            run_store: str | None, artifact_store: str | None) -> None:
     """Certify a flavor: run the whole conformance suite with --certify and write the bundle
     (report.json, junit.xml, report.html) to --out. `orcakit certify verify DIR` checks a bundle."""
     if ctx.invoked_subcommand is not None:
@@ -42,6 +48,10 @@ def certify(ctx: click.Context, flavor_name: str | None, out_dir: str, flavor_op
     command += [f"--flavor-option={option}" for option in flavor_options]
     if flavor_config:
         command.append(f"--flavor-config={Path(flavor_config).resolve()}")
+    if run_store:
+        command.append(f"--conformance-run-store={run_store}")
+    if artifact_store:
+        command.append(f"--conformance-artifact-store={artifact_store}")
     with tempfile.TemporaryDirectory(prefix="orcakit-certify-") as empty:
         # An empty folder: the suite is collected from the installed plugin, nothing else.
         code = subprocess.call(command, cwd=empty)

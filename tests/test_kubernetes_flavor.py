@@ -320,3 +320,25 @@ def test_kubectl_and_a_restarted_orchestrator_pod_continues_the_run(pipes, stack
     assert {values["env_run_id"] for values in seen.values()} == {run_id}
     assert seen["nap"]["pod"] == nap_pod["metadata"]["name"]  # the adopted pod, not a new one
     assert orchestrator(stack).leftover_resources(snapshot, run_id) == []
+
+
+def conformance_command(kube_api, pg_url: str, artifact_store: str, profile: str) -> list[str]:
+    """The conformance suite against the test environment, as a user types it (see README)."""
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--flavor=kubernetes",
+            f"--flavor-option=kubeconfig={kube_api.kubeconfig}", f"--flavor-option=kubernetes_namespace={kube_api.namespace}",
+            f"--flavor-option=pod_api_server={kube_api.url}", f"--conformance-run-store={pg_url}",
+            f"--conformance-artifact-store={artifact_store}", f"--conformance-profile={profile}"]
+
+
+@pytest.mark.parametrize("profile", [
+    "quick",
+    pytest.param("standard", marks=pytest.mark.skipif(os.environ.get("ORCAKIT_KUBE_STANDARD") != "1",
+                                                       reason="the standard profile is on demand: ORCAKIT_KUBE_STANDARD=1")),
+])
+def test_the_conformance_suite_passes_against_the_test_environment(kube_api, parent_image, pg_url, moto_s3, tmp_path, profile):
+    """``pytest --flavor=kubernetes ...`` from an empty folder, PostgreSQL + moto S3."""
+    env = {**os.environ, **S3_ENV, "AWS_ENDPOINT_URL": moto_s3}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(conformance_command(kube_api, pg_url, f"s3://{BUCKET}/conformance-{profile}", profile),
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]

@@ -155,6 +155,17 @@ def test_certify_passes_options_through(
         assert "does not certify" in result.output and result.exit_code == 1
 
 
+def test_certify_passes_the_stores_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remote flavors certify with a network run store and an S3 artifact store."""
+    spawned: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "call", lambda command, **kwargs: spawned.append(command) or 0)
+    url, uri = "postgresql+psycopg://u:p@127.0.0.1:5432/db", "s3://bucket/prefix"
+    result = CliRunner().invoke(cli, ["certify", "--flavor=local", f"--run-store={url}", f"--artifact-store={uri}",
+                                      "--out", str(tmp_path / "bundle")], catch_exceptions=False)
+    (command,) = spawned
+    assert f"--conformance-run-store={url}" in command and f"--conformance-artifact-store={uri}" in command, result.output
+
+
 # -- config files and the overlay of options -----------------------------------------------------
 
 
