@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -63,13 +62,13 @@ def main() -> None:
     args = parser.parse_args()
     from kubernetes import client, config
 
-    from tests.kubeapi.server import ServerThread, write_kubeconfig
+    from tests.kubeapi.server import ServerThread
     from tests.test_kubernetes_flavor import BUCKET, S3_ENV, start_moto
 
     os.environ.update(S3_ENV)
     server = ServerThread()
-    url = server.start()
-    kubeconfig = write_kubeconfig(Path("/tmp") / f"bench-kube-{os.getpid()}", url, "default")
+    server.start()
+    kubeconfig = server.write_kubeconfig(Path("/tmp") / f"bench-kube-{os.getpid()}", "default")
     moto, endpoint = start_moto()
     import boto3
 
@@ -79,7 +78,7 @@ def main() -> None:
     def stack(parallelism: int) -> StackSpec:
         return StackSpec(
             orchestrator=ComponentSpec(flavor="kubernetes", name="bench", config={
-                "kubeconfig": str(kubeconfig), "pod_api_server": url, "max_parallelism": parallelism,
+                "kubeconfig": str(kubeconfig), "max_parallelism": parallelism,
                 "code_paths": [str(Path(__file__).resolve())]}),
             artifact_store=f"s3://{BUCKET}/bench", artifact_store_options={"endpoint_url": endpoint},
             run_store=os.environ["ORCAKIT_TEST_POSTGRES_URL"])

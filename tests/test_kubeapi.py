@@ -30,11 +30,16 @@ KUBECTL = str(Path(sys.executable).parent / "kubectl")
 VOLATILE = {"uid", "resourceVersion", "creationTimestamp", "startTime", "firstTimestamp", "lastTimestamp", "lastTransitionTime"}
 
 
-def http(url: str, method: str = "GET", body: Any = None, content_type: str = "application/json") -> tuple[int, dict[str, str], Any]:
+def http(api, path: str, method: str = "GET", body: Any = None, content_type: str = "application/json",
+         token: str | None = "admin") -> tuple[int, dict[str, str], Any]:
+    """A raw request over the server's TLS, as the kubeconfig's admin (or ``token``; None: none)."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type, "Accept": "application/json"})
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {api.server.credentials.admin_token if token == 'admin' else token}"
+    request = urllib.request.Request(api.url + path, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=api.server.credentials.client_context()) as response:
             return response.status, dict(response.headers), json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), json.loads(error.read() or b"null")
@@ -57,7 +62,7 @@ def test_golden(kube_api_nopods, case: str) -> None:
     recorded = json.loads((GOLDEN / f"{case}.json").read_text())
     for step in recorded["exchanges"]:
         path = step["request"]["path"].replace("{namespace}", kube_api_nopods.namespace)
-        code, _headers, body = http(kube_api_nopods.url + path, step["request"]["method"], step["request"].get("body"),
+        code, _headers, body = http(kube_api_nopods, path, step["request"]["method"], step["request"].get("body"),
                                     step["request"].get("contentType", "application/json"))
         assert (code, normalize(body)) == (step["response"]["code"], step["response"]["body"]), f"{case}: {step['request']}"
 
@@ -118,23 +123,34 @@ def test_watch_resumes_and_answers_410_beyond_the_window(kube_api_nopods, core) 
     assert seen == [("ADDED", "cm0"), ("ADDED", "cm1"), ("ADDED", "cm2"), ("DELETED", "cm1")]
     for i in range(60):  # the fixture's window is 50 events
         core.patch_namespaced_config_map("cm0", ns, {"data": {"i": str(i)}})
-    status, _headers, _body = 0, None, None
-    request = urllib.request.Request(f"{kube_api_nopods.url}/api/v1/namespaces/{ns}/configmaps?watch=1&resourceVersion={start}&timeoutSeconds=1")
-    with urllib.request.urlopen(request, timeout=10) as response:
+    request = urllib.request.Request(f"{kube_api_nopods.url}/api/v1/namespaces/{ns}/configmaps?watch=1&resourceVersion={start}&timeoutSeconds=1",
+                                     headers={"Authorization": f"Bearer {kube_api_nopods.server.credentials.admin_token}"})
+    with urllib.request.urlopen(request, timeout=10, context=kube_api_nopods.server.credentials.client_context()) as response:
         status, event = response.status, json.loads(response.readline())
     assert status == 200 and event["type"] == "ERROR"
     assert event["object"]["code"] == 410 and event["object"]["reason"] == "Expired"
 
 
+def test_requests_without_a_valid_token_are_unauthorized(kube_api_nopods) -> None:
+    for token in (None, "not-a-token"):
+        code, _h, body = http(kube_api_nopods, "/api/v1/namespaces", token=token)
+        assert (code, body["kind"], body["reason"]) == (401, "Status", "Unauthorized")
+    issued = kube_api_nopods.server.credentials.issue("default", "default")
+    assert http(kube_api_nopods, "/api/v1/namespaces", token=issued)[0] == 200  # a service-account token works
+    kube_api_nopods.server.credentials.revoke(issued)
+    assert http(kube_api_nopods, "/api/v1/namespaces", token=issued)[0] == 401
+
+
 def test_field_validation_and_invalid_answers(kube_api_nopods) -> None:
-    url = f"{kube_api_nopods.url}/api/v1/namespaces/{kube_api_nopods.namespace}/pods"
+    api = kube_api_nopods
+    url = f"/api/v1/namespaces/{kube_api_nopods.namespace}/pods"
     bogus = _pod("strict")
     bogus["spec"]["bogus"] = 1
-    code, _h, body = http(url + "?fieldValidation=Strict", "POST", bogus)
+    code, _h, body = http(api, url + "?fieldValidation=Strict", "POST", bogus)
     assert (code, body["reason"], body["message"]) == (400, "BadRequest", 'strict decoding error: unknown field "spec.bogus"')
-    code, headers, body = http(url + "?fieldValidation=Warn", "POST", bogus)
+    code, headers, body = http(api, url + "?fieldValidation=Warn", "POST", bogus)
     assert code == 201 and headers["Warning"] == '299 - "unknown field \\"spec.bogus\\""' and "bogus" not in body["spec"]
-    code, _h, body = http(url, "POST", _pod("Bad_Name", {"v": "x" * 64}))
+    code, _h, body = http(api, url, "POST", _pod("Bad_Name", {"v": "x" * 64}))
     assert code == 422 and body["reason"] == "Invalid"
     assert [c["field"] for c in body["details"]["causes"]] == ["metadata.name", "metadata.labels"]
 

@@ -180,10 +180,7 @@ def stack(kube_api, parent_image, pg_url, moto_s3, project, tmp_path_factory) ->
         orchestrator=ComponentSpec(flavor="kubernetes", name="test-kube", config={
             "kubeconfig": str(kube_api.kubeconfig), "kubernetes_namespace": kube_api.namespace,
             "parent_image": parent_image, "code_paths": [str(project / "kubepipes")],
-            "ttl_seconds_after_finished": 30,
-            # the test server speaks plain HTTP and mounts no service-account credentials: the
-            # orchestrator pods (host network) reach it at its loopback address
-            "pod_api_server": kube_api.url}),
+            "ttl_seconds_after_finished": 30}),
         artifact_store=f"s3://{BUCKET}/runs",
         artifact_store_options={"endpoint_url": moto_s3},
         run_store=pg_url,
@@ -326,7 +323,7 @@ def conformance_command(kube_api, pg_url: str, artifact_store: str, profile: str
     """The conformance suite against the test environment, as a user types it (see README)."""
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--flavor=kubernetes",
             f"--flavor-option=kubeconfig={kube_api.kubeconfig}", f"--flavor-option=kubernetes_namespace={kube_api.namespace}",
-            f"--flavor-option=pod_api_server={kube_api.url}", f"--conformance-run-store={pg_url}",
+            f"--conformance-run-store={pg_url}",
             f"--conformance-artifact-store={artifact_store}", f"--conformance-profile={profile}"]
 
 

@@ -7,7 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
-from .server import Options, ServerThread, write_kubeconfig
+from .server import Options, ServerThread
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
     server = ServerThread(Options(watch_window=args.watch_window, run_pods=not args.no_pods), port=args.port)
     url = server.start()
     if args.kubeconfig:
-        write_kubeconfig(args.kubeconfig, url, args.namespace)
+        server.write_kubeconfig(args.kubeconfig, args.namespace)
     print(url, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

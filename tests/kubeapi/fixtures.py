@@ -2,8 +2,9 @@
 
 ``kube_api`` (module scope) starts one server on 127.0.0.1 with pods run in Docker and yields a
 ``KubeApi``: ``.kubeconfig`` (a path for the python client's ``config.load_kube_config`` and for
-``kubectl --kubeconfig``), ``.url``, ``.namespace`` (a fresh namespace per module) and ``.server``
-(the ``ServerThread``, e.g. ``server.call(fn, ...)`` on its loop). It needs a Docker engine:
+``kubectl --kubeconfig``), ``.url`` (https), ``.namespace`` (a fresh namespace per module) and
+``.server`` (the ``ServerThread``, e.g. ``server.call(fn, ...)`` on its loop, ``server.credentials``
+for raw requests: its CA and admin token). It needs a Docker engine:
 without one it SKIPs, but FAILs under ``ORCAKIT_REQUIRE_DOCKER=1`` like the docker flavor's tests.
 ``kube_api_nopods`` is the same server without Docker (pods stay Pending), for API-only tests.
 
@@ -20,7 +21,7 @@ from typing import Iterator
 
 import pytest
 
-from .server import Options, ServerThread, write_kubeconfig
+from .server import Options, ServerThread
 
 
 @dataclass
@@ -49,7 +50,7 @@ def _serve(tmp_path_factory: pytest.TempPathFactory, options: Options) -> Iterat
     server = ServerThread(options)
     url = server.start()
     namespace = f"test-{uuid.uuid4().hex[:8]}"
-    kubeconfig = write_kubeconfig(tmp_path_factory.mktemp("kube") / "config", url, namespace)
+    kubeconfig = server.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config", namespace)
     from .resources import find
 
     server.call(lambda: server.cluster.create(find("", "v1", "namespaces"), None,

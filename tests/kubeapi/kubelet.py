@@ -17,6 +17,7 @@ import base64
 import re
 from typing import Any, AsyncIterator
 
+from .auth import SERVICE_ACCOUNT_DIR, Credentials
 from .operations import Cluster, now
 from .resources import find
 from .store import Event
@@ -43,12 +44,16 @@ class ConfigError(Exception):
 
 
 class Kubelet:
-    def __init__(self, cluster: Cluster, docker_client: Any, server_id: str) -> None:
+    def __init__(self, cluster: Cluster, docker_client: Any, server_id: str, credentials: Credentials) -> None:
         self.cluster = cluster
         self.store = cluster.store
         self.docker = docker_client
         self.server_id = server_id
+        self.credentials = credentials
+        #: the API server's port (set once it listens): pods reach it on the host network
+        self.api_port = 0
         self._running: dict[str, asyncio.Task] = {}
+        self._tokens: dict[str, str] = {}
         self.store.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
@@ -176,9 +181,36 @@ class Kubelet:
             return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
         return dict(obj.get("data") or {})
 
+    # the API from inside a pod ---------------------------------------------------------
+    def _service_environment(self) -> dict[str, str]:
+        """What a kubelet sets in every container, service links or not: the default
+        namespace's ``kubernetes`` Service (what load_incluster_config reads)."""
+        host, port = "127.0.0.1", str(self.api_port)
+        return {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port, "KUBERNETES_SERVICE_PORT_HTTPS": port,
+                "KUBERNETES_PORT": f"tcp://{host}:{port}"}
+
+    def _service_account_volume(self, pod: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """The pod's service-account token, CA and namespace, mounted read-only where client
+        libraries look, unless ``automountServiceAccountToken`` is false (a token per pod,
+        revoked when the pod goes)."""
+        if pod["spec"].get("automountServiceAccountToken") is False:
+            return {}
+        meta = pod["metadata"]
+        folder = self.credentials.folder / "pods" / meta["uid"]
+        if meta["uid"] not in self._tokens:
+            self._tokens[meta["uid"]] = self.credentials.issue(meta["namespace"], pod["spec"].get("serviceAccountName") or "default")
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o755)
+            for name, data in (("token", self._tokens[meta["uid"]]), ("namespace", meta["namespace"]),
+                               ("ca.crt", self.credentials.ca_pem.decode())):
+                (folder / name).write_text(data)
+                (folder / name).chmod(0o644)
+        return {str(folder): {"bind": SERVICE_ACCOUNT_DIR, "mode": "ro"}}
+
     # Docker ----------------------------------------------------------------------------
     def _start(self, pod: dict[str, Any], container: dict[str, Any], env: dict[str, str], restart: int) -> Any:
         meta = pod["metadata"]
+        env = {**self._service_environment(), **env}  # the container's own env wins, as in a kubelet
         limits = (container.get("resources") or {}).get("limits") or {}
         options: dict[str, Any] = {}
         if "cpu" in limits:
@@ -190,7 +222,7 @@ class Kubelet:
             container["image"], entrypoint=container.get("command"), command=container.get("args"),
             # a pod's hostname is its name (Docker cannot set one on the host network: the variable says it)
             environment=env if pod["spec"].get("hostNetwork") else {"HOSTNAME": meta["name"], **env},
-            working_dir=container.get("workingDir"), network_mode="host", detach=True,
+            working_dir=container.get("workingDir"), network_mode="host", detach=True, volumes=self._service_account_volume(pod),
             # a shared process namespace makes the pause container PID 1; Docker's init plays it
             init=bool(pod["spec"].get("shareProcessNamespace")),
             name=f"k8s_{container['name']}_{meta['name']}_{meta['namespace']}_{meta['uid'][:8]}_{restart}",
@@ -228,6 +260,9 @@ class Kubelet:
         return self.docker.containers.list(all=True, filters={"label": f"{LABEL}.pod-uid={uid}"})
 
     async def _stop(self, pod: dict[str, Any], already_gone: bool) -> None:
+        token = self._tokens.pop(pod["metadata"]["uid"], None)
+        if token:
+            self.credentials.revoke(token)
         grace = pod["metadata"].get("deletionGracePeriodSeconds", 0) if not already_gone else 0
         for container in await asyncio.to_thread(self._containers, pod["metadata"]["uid"]):
             await asyncio.to_thread(container.stop, timeout=int(grace))

@@ -1,13 +1,15 @@
 """The aiohttp application, a runner on a background thread for tests, and the kubeconfig.
 
-Plain HTTP on 127.0.0.1: both kubectl and the python client accept ``server: http://...`` in a
-kubeconfig, and a bearer token user is sent over it as over TLS (the server does not check it;
-it only needs to be there so that clients configured for a real cluster work unchanged).
+HTTPS on 127.0.0.1 with a throwaway CA, and bearer tokens checked on every request (see
+:mod:`.auth`): kubectl and the python client use the kubeconfig as they would a cluster's, and
+pods use their mounted service-account token, as in a cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass
@@ -18,15 +20,14 @@ import yaml
 from aiohttp import web
 
 from . import discovery
+from .auth import Credentials
 from .controllers import Controllers
 from .handlers import NOT_SERVED, RestHandlers, respond
+from .status import ApiError
 from .kubelet import Kubelet
 from .operations import Cluster
 from .resources import find
 from .store import Store
-
-TOKEN = "orcakit-test-token"
-
 
 @dataclass
 class Options:
@@ -40,16 +41,16 @@ class Options:
     job_backoff: float = 1.0
 
 
-def build(options: Options) -> tuple[web.Application, Cluster]:
+def build(options: Options, credentials: Credentials) -> tuple[web.Application, Cluster, Kubelet | None]:
     """The application; call from a running event loop (the controllers start on it)."""
     store = Store(window=options.watch_window)
     cluster = Cluster(store)
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_authenticate(credentials)])
     kubelet = None
     if options.run_pods:
         import docker
 
-        kubelet = Kubelet(cluster, docker.from_env(timeout=120), uuid.uuid4().hex[:12])
+        kubelet = Kubelet(cluster, docker.from_env(timeout=120), uuid.uuid4().hex[:12], credentials)
         app.on_cleanup.append(lambda _app: asyncio.to_thread(kubelet.remove_all))
     controllers = Controllers(cluster, job_backoff=options.job_backoff)
     controllers.start()
@@ -60,7 +61,17 @@ def build(options: Options) -> tuple[web.Application, Cluster]:
     app.router.add_route("*", "/apis/{tail:.+}", handlers.grouped)
     app.router.add_route("*", "/{tail:.*}", _not_served)
     _bootstrap(cluster)
-    return app, cluster
+    return app, cluster, kubelet
+
+
+def _authenticate(credentials: Credentials) -> Any:
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
+        if credentials.user(request.headers.get("Authorization")) is None:
+            return respond(ApiError(401, "Unauthorized", "Unauthorized").body(), 401)
+        return await handler(request)
+
+    return authenticate
 
 
 async def _not_served(request: web.Request) -> web.Response:
@@ -73,19 +84,21 @@ def _bootstrap(cluster: Cluster) -> None:
         cluster.create(find("", "v1", "namespaces"), None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
-def kubeconfig(url: str, namespace: str = "default") -> dict[str, Any]:
+def kubeconfig(url: str, credentials: Credentials, namespace: str = "default") -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "Config", "preferences": {},
-        "clusters": [{"name": "orcakit-kubeapi", "cluster": {"server": url}}],
-        "users": [{"name": "orcakit", "user": {"token": TOKEN}}],
+        "clusters": [{"name": "orcakit-kubeapi", "cluster": {
+            "server": url, "certificate-authority-data": base64.b64encode(credentials.ca_pem).decode()}}],
+        "users": [{"name": "orcakit", "user": {"token": credentials.admin_token}}],
         "contexts": [{"name": "orcakit-kubeapi", "context": {"cluster": "orcakit-kubeapi", "user": "orcakit", "namespace": namespace}}],
         "current-context": "orcakit-kubeapi",
     }
 
 
-def write_kubeconfig(path: Path, url: str, namespace: str = "default") -> Path:
+def write_kubeconfig(path: Path, url: str, credentials: Credentials, namespace: str = "default") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(kubeconfig(url, namespace), sort_keys=False))
+    path.write_text(yaml.safe_dump(kubeconfig(url, credentials, namespace), sort_keys=False))
+    path.chmod(0o600)  # it holds the admin token
     return path
 
 
@@ -96,6 +109,7 @@ class ServerThread:
         self.options = options or Options()
         self.port = port
         self.url = ""
+        self.credentials = Credentials()
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kubeapi", daemon=True)
@@ -115,13 +129,18 @@ class ServerThread:
         self.loop.run_forever()
 
     async def _serve(self) -> None:
-        app, self.cluster = build(self.options)
+        app, self.cluster, kubelet = build(self.options, self.credentials)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.credentials.server_context())
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"https://127.0.0.1:{port}"
+        if kubelet is not None:
+            kubelet.api_port = port
+
+    def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
+        return write_kubeconfig(path, self.url, self.credentials, namespace)
 
     def call(self, function: Any, *args: Any) -> Any:
         """Run ``function(*args)`` on the server's loop (the store is not thread-safe)."""
@@ -142,3 +161,4 @@ class ServerThread:
         asyncio.run_coroutine_threadsafe(cancel_the_rest(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+        shutil.rmtree(self.credentials.folder, ignore_errors=True)

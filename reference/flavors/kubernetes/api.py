@@ -16,13 +16,25 @@ from typing import Any, Callable, Iterator
 
 from orcakit import SubmissionError
 
+from .manifests import POD_ENV
+
 logger = logging.getLogger("orcakit.kubernetes")
 
-#: Set in orchestrator pods when the config names ``pod_api_server`` (test environments).
-API_ENV = "ORCAKIT_KUBERNETES_API"
 WATCH_SECONDS = 60
 #: A Job's watch is renewed (and the Job re-read) this often.
 JOB_WATCH_SECONDS = 15
+
+
+def uses_incluster_config(config: Any) -> bool:
+    """orcakit's own pods always use their service account (the client's kubeconfig path means
+    nothing there); elsewhere ``incluster`` decides, by default: no kubeconfig given and
+    ``KUBERNETES_SERVICE_HOST`` set (a client running in a pod)."""
+    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if in_cluster and os.environ.get(POD_ENV):
+        return True
+    if config.incluster is not None:
+        return config.incluster
+    return in_cluster and not config.kubeconfig
 
 
 def connect(config: Any) -> Any:
@@ -31,12 +43,9 @@ def connect(config: Any) -> Any:
     from kubernetes import config as kube_config
 
     configuration = client.Configuration()
-    address = os.environ.get(API_ENV)
-    incluster = config.incluster if config.incluster is not None else bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    incluster = uses_incluster_config(config)
     try:
-        if address:
-            configuration.host = address
-        elif incluster:
+        if incluster:
             kube_config.load_incluster_config(client_configuration=configuration)
         else:
             kube_config.load_kube_config(config_file=config.kubeconfig, context=config.kubernetes_context,

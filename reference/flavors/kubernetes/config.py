@@ -56,16 +56,10 @@ class KubernetesOrchestratorConfig(ContainerRuntimeConfig, PodSettings):
     kubernetes_context: str | None = Field(default=None, description="kubeconfig context (default: the current one)")
     incluster: bool | None = Field(
         default=None,
-        description="use the pod's service account (in-cluster config). Default: when KUBERNETES_SERVICE_HOST is set",
+        description=("use the pod's service account (in-cluster config). Default: when KUBERNETES_SERVICE_HOST is set and "
+                     "no kubeconfig is given; orcakit's own orchestrator pods always do"),
     )
     kubernetes_namespace: str = Field(default="default", description="namespace of every object the flavor creates")
-    pod_api_server: str | None = Field(
-        default=None,
-        description=(
-            "API server address the orchestrator pods use instead of their in-cluster config (test environments "
-            "whose pods get no service-account token); None on a real cluster"
-        ),
-    )
     step_pod_settings: dict[str, PodSettings] = Field(
         default_factory=dict, description="per-step pod settings, by step name (merged over the flavor's)"
     )

@@ -244,11 +244,16 @@ def now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: Set by the downward API in orchestrator pods: their own name and namespace.
+POD_ENV = "ORCAKIT_KUBERNETES_POD"
+NAMESPACE_ENV = "ORCAKIT_KUBERNETES_NAMESPACE"
+
+
 def downward_env() -> list[dict[str, Any]]:
     """The orchestrator pod's own name and namespace (it finds its Job, the run ID, from them)."""
     return [
-        {"name": "ORCAKIT_KUBERNETES_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "ORCAKIT_KUBERNETES_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": POD_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": NAMESPACE_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
 
 

@@ -47,7 +47,7 @@ from orcakit.reference import (
 )
 
 from . import manifests as m
-from .api import API_ENV, PodWatcher, body, connect, ignore_missing, job_finished, status_of, wait_for_job
+from .api import PodWatcher, body, connect, ignore_missing, job_finished, status_of, wait_for_job
 
 logger = logging.getLogger("orcakit.kubernetes")
 
@@ -56,8 +56,7 @@ IMAGE_ENV = "ORCAKIT_KUBERNETES_IMAGE"
 PYTHON_ENV = "ORCAKIT_KUBERNETES_PYTHON"
 STEP_SECRETS_ENV = "ORCAKIT_KUBERNETES_STEP_SECRETS"  # secret-looking: always through the Secret
 #: Set by the downward API in orchestrator pods (see manifests.downward_env).
-POD_ENV = "ORCAKIT_KUBERNETES_POD"
-NAMESPACE_ENV = "ORCAKIT_KUBERNETES_NAMESPACE"
+POD_ENV, NAMESPACE_ENV = m.POD_ENV, m.NAMESPACE_ENV
 DRIVER_MODULE = "orcakit.reference.flavors.kubernetes.driver"
 LABEL_SCHEDULE = "orcakit.schedule"
 #: How long ``kill_run`` waits for the orchestrator pod to record the stop before deleting its Job.
@@ -203,8 +202,6 @@ class KubernetesOrchestrator(ContainerRuntimeOrchestrator):
         forwarded = self.forwarded_environment(stores)
         env = {**forwarded, **base_environment, IMAGE_ENV: image.tag, PYTHON_ENV: image.python,
                STEP_SECRETS_ENV: json.dumps({step: {**forwarded, **e} for step, e in step_environments.items()})}
-        if self.config.pod_api_server:
-            env[API_ENV] = self.config.pod_api_server
         return env
 
     def _template(self, snapshot: PipelineSnapshot, image: StepImage, command: list[str], env: list[dict[str, Any]]) -> dict[str, Any]:
