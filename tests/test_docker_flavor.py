@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -37,6 +36,7 @@ from orcakit import (
 from orcakit.reference import dematerialize, log_key, open_artifact_store, output_key
 from orcakit.reference import run_snapshot
 from orcakit.reference import RunStore
+from tests.moto_server import S3_ENV, start_moto
 
 pytestmark = pytest.mark.docker
 
@@ -718,20 +718,8 @@ def test_a_postgresql_run_store_on_loopback(pipes, docker_stack, postgres_url):
 def moto_s3(monkeypatch):
     """An S3 endpoint on loopback (moto in server mode), with dummy credentials in the
     environment (the flavor forwards AWS_* into the containers)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    proc, endpoint = start_moto()
+    for key, value in S3_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     import boto3

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ pytest.importorskip("kubernetes")
 
 from orcakit import ComponentSpec, ExecutionStatus, StackSpec  # noqa: E402
 from orcakit.reference import run_snapshot  # noqa: E402
+from tests.moto_server import S3_ENV, start_moto  # noqa: E402
 
 pytest_plugins = ["tests.kubeapi.fixtures"]
 pytestmark = [pytest.mark.docker, pytest.mark.postgres]
@@ -132,25 +132,6 @@ def pg_url() -> str:
         _unavailable("the kubernetes flavor needs a network run store: set ORCAKIT_TEST_POSTGRES_URL "
                      "(scripts/testenv/ensure-postgres.sh prints it)", "ORCAKIT_REQUIRE_POSTGRES")
     return url
-
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,13 @@ from orcakit.conformance.harness import Findings, violation
 
 #: Seconds of clock granularity between two probe records on one machine.
 CLOCK_TOLERANCE = 0.05
-#: Seconds a wait may exceed the formula beyond the flavor's own measured launch latency.
+#: Seconds a wait may exceed the formula beyond the flavor's own measured launch latency...
 LATENCY_TOLERANCE = 0.5
+#: ...plus this share of that latency: one sample of a backend that needs seconds to start an
+#: attempt (a pod: scheduling, a container, an interpreter) varies by a part of it from one
+#: attempt to the next on a loaded machine, so it cannot be timed to half a second. For a
+#: backend that starts attempts in milliseconds the tolerance stays 0.5 s.
+LATENCY_JITTER = 0.25
 
 
 @st.composite
@@ -74,7 +79,7 @@ def test_retries_follow_the_retry_config(fut, case):
         if gap + CLOCK_TOLERANCE < wait:
             found.add(violation("RETRY-2", f"retry {k} started {gap:.3f}s after attempt {k}; the config asks for {wait:.3f}s",
                                 retry=retry.model_dump()))
-        elif gap > wait + latency + LATENCY_TOLERANCE:
+        elif gap > wait + latency * (1 + LATENCY_JITTER) + LATENCY_TOLERANCE:
             found.add(violation("RETRY-2", f"retry {k} started {gap:.3f}s after attempt {k}; the config asks for {wait:.3f}s "
                                 f"and this backend starts a retry with no wait in {latency:.3f}s",
                                 retry=retry.model_dump(), formula="delays()[k-1] = delay * backoff**(k-1)"))
