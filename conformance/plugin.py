@@ -99,14 +99,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="artifact store for conformance runs (default: a fresh folder; s3://... for remote backends)")
 
 
-def _flavor_config(config: pytest.Config, flavor: Any) -> dict[str, Any]:
-    """``--flavor-config FILE`` overlaid with ``--flavor-option KEY=VALUE``, parsed by the rules
-    ``orcakit orchestrator register`` and ``orcakit certify`` use (:mod:`orcakit.options`)."""
-    from orcakit.options import parse_flavor_config
-
-    return parse_flavor_config(flavor, config.getoption("flavor_config"), config.getoption("flavor_option"))
-
-
 def _resolve_reference(name: str) -> tuple[str, dict[str, Any]]:
     """A flavor reference and base config: a flavor name, 'module:Class', or an orchestrator
     registered with ``orcakit orchestrator register``."""
@@ -129,9 +121,8 @@ def pytest_configure(config: pytest.Config) -> None:
     name = config.getoption("flavor")
     if not name:
         return
-    from orcakit import OrcakitError, load_flavor
+    from orcakit import OrcakitError
 
-    from .harness import FlavorUnderTest
     from .strategies import register_profiles
 
     certify = config.getoption("certify")
@@ -161,12 +152,14 @@ def pytest_configure(config: pytest.Config) -> None:
     from hypothesis import settings
 
     settings.load_profile(f"orcakit-{profile}")
-    reference, base_config = _resolve_reference(name)
+    from .driver import driver_class
+
     try:
-        flavor_config = _flavor_config(config, load_flavor(reference))
-        fut = FlavorUnderTest.resolve(
+        driver, reference = driver_class(name)
+        fut = driver.open(
             reference,
-            {**base_config, **flavor_config},
+            config_file=config.getoption("flavor_config"),
+            options=config.getoption("flavor_option"),
             run_store_url=config.getoption("conformance_run_store"),
             artifact_store_uri=config.getoption("conformance_artifact_store"),
             timeout=config.getoption("conformance_timeout"),
