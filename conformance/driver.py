@@ -129,6 +129,11 @@ class Driver(abc.ABC):
         it is; cases it cannot express are not drawn for it."""
 
     @abc.abstractmethod
+    def longest_names(self, pipeline_length: int, step_length: int) -> tuple[int, int]:
+        """The longest pipeline and step name lengths, up to those asked, that the framework
+        pipelines are defined with accepts (RUNID-3 draws long names to test the run ID)."""
+
+    @abc.abstractmethod
     def run(self, snapshot: "PipelineSnapshot", *, requirement: str = "CAP-2", during=None,
             only_this_run: bool = False) -> "RunObservation":
         """Submit ``snapshot``, wait at most ``timeout`` s, and observe the result. A refused

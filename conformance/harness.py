@@ -189,6 +189,9 @@ class FlavorUnderTest(Driver):
         return cls.resolve(reference, {**base_config, **flavor_config}, run_store_url=run_store_url,
                            artifact_store_uri=artifact_store_uri, timeout=timeout)
 
+    def longest_names(self, pipeline_length: int, step_length: int) -> tuple[int, int]:
+        return pipeline_length, step_length  # orcakit's own limits are what the strategy draws
+
     def expresses_retry(self, retry: Any) -> bool:
         return True  # orcakit's StepRetryConfig is the one the checks draw
 
@@ -337,12 +340,7 @@ class FlavorUnderTest(Driver):
 
     def compile_dag(self, dag: dict, *, environment: dict[str, str] | None = None, mode: ExecutionMode | None = None,
                     name: str | None = None) -> PipelineSnapshot:
-        options: dict[str, Any] = {"name": name or f"conformance_{uuid.uuid4().hex[:8]}"}
-        if environment:
-            options["environment"] = environment
-        if mode is not None:
-            options["execution_mode"] = mode
-        return probe_dag.with_options(**options).compile(self.stack(), dag)
+        return compile_probe_dag(self.stack(), dag, environment=environment, mode=mode, name=name)
 
     def compile_dynamic(self, width: int, env_keys: list[str]) -> PipelineSnapshot:
         return dynamic_probe_dag.with_options(name=f"conformance_dyn_{uuid.uuid4().hex[:8]}").compile(self.stack(), width, env_keys)
@@ -368,20 +366,8 @@ class FlavorUnderTest(Driver):
                     outcome["error"] = exc
                 outcome["warnings"] = list(caught)
 
-        thread = threading.Thread(target=target, daemon=True, name="conformance-run")
-        thread.start()
-        try:
-            if during is not None:
-                during(watch)
-            thread.join(max(0.0, self.timeout - (time.monotonic() - started)))
-        finally:
-            watch.stop()
-        if thread.is_alive():
-            raise violation(
-                requirement,
-                f"the run of pipeline {snapshot.pipeline_name!r} did not finish within {self.timeout:.0f}s",
-                why="a flavor must end every run in a terminal status and never hang (STATUS-2, CAP-2)",
-            )
+        supervise(target, watch=watch, during=during, started=started, timeout=self.timeout, requirement=requirement,
+                  pipeline_name=snapshot.pipeline_name)
         if "error" in outcome:
             raise outcome["error"]
         observation = self.observe(snapshot, outcome["run"], time.monotonic() - started, outcome.get("warnings", []), only_this_run)
@@ -432,6 +418,40 @@ class FlavorUnderTest(Driver):
             raise HarnessError(f"could not read the run's records: {exc}") from exc
         finally:
             store.close()
+
+
+def compile_probe_dag(stack: StackSpec, dag: dict, *, environment: dict[str, str] | None = None,
+                      mode: ExecutionMode | None = None, name: str | None = None) -> PipelineSnapshot:
+    """A probe DAG description compiled for ``stack`` (a fresh pipeline name unless given)."""
+    options: dict[str, Any] = {"name": name or f"conformance_{uuid.uuid4().hex[:8]}"}
+    if environment:
+        options["environment"] = environment
+    if mode is not None:
+        options["execution_mode"] = mode
+    return probe_dag.with_options(**options).compile(stack, dag)
+
+
+def supervise(target, *, watch, during, started: float, timeout: float, requirement: str, pipeline_name: str,
+              on_hang=None) -> None:
+    """Run ``target`` (which submits a run and waits for it) in a thread while ``watch`` follows
+    the statuses and ``during(watch)`` acts on the run; a run still going after ``timeout``
+    seconds from ``started`` is a hang (``on_hang`` cleans up first)."""
+    thread = threading.Thread(target=target, daemon=True, name="conformance-run")
+    thread.start()
+    try:
+        if during is not None:
+            during(watch)
+        thread.join(max(0.0, timeout - (time.monotonic() - started)))
+    finally:
+        watch.stop()
+    if thread.is_alive():
+        if on_hang is not None:
+            on_hang()
+        raise violation(
+            requirement,
+            f"the run of pipeline {pipeline_name!r} did not finish within {timeout:.0f}s",
+            why="a flavor must end every run in a terminal status and never hang (STATUS-2, CAP-2)",
+        )
 
 
 def live_step_processes(obs: RunObservation) -> list[str]:

@@ -166,6 +166,15 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except OrcakitError as exc:
         raise pytest.UsageError(f"--flavor={name}: {exc}") from None
+    if fut.kind != "native":
+        # Each example is a whole pipeline run in a process of its own (seconds, a container a
+        # step for some): shrinking a failure would take longer than the suite. The failing
+        # example is still printed, and reproduces with the seed.
+        from hypothesis import Phase
+
+        settings.register_profile(f"orcakit-{profile}-{fut.kind}", parent=settings.get_profile(f"orcakit-{profile}"),
+                                  phases=[phase for phase in Phase if phase is not Phase.shrink])
+        settings.load_profile(f"orcakit-{profile}-{fut.kind}")
     command = _command(config, name, profile, certify)
     state = SuiteState(fut, profile, seed, certify, disabled, set(config.getoption("requirement")), report_dir, command)
     config.stash[SUITE_STATE] = state

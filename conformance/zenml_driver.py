@@ -47,13 +47,15 @@ from orcakit.redaction import redact
 from orcakit.reference import AttemptRecord, RunRecord, StepRecord
 
 from .driver import Driver
-from .harness import HarnessError, RunObservation, live_step_processes, secret_config_values, sql_rows, violation
-from .probes import dynamic_probe_dag, probe_dag
+from .harness import HarnessError, compile_probe_dag, RunObservation, StatusWatch, live_step_processes, supervise, secret_config_values, sql_rows, violation
+from .probes import dynamic_probe_dag
 
 #: The image ``local_docker`` (any containerized ZenML orchestrator) runs steps in: ZenML, the
 #: ZenML local extras and orcakit, built offline by scripts/testenv/ensure-zenml-image.sh.
 IMAGE_VARIABLE = "ORCAKIT_ZENML_IMAGE"
 DEFAULT_IMAGE = "orcakit-zenml:latest"
+#: ZenML's limit on an artifact's name (ArtifactRequest.name).
+ARTIFACT_NAME_LIMIT = 255
 EXTRA_HINT = "pip install 'orcakit[zenml]' (ZenML 0.98, with its local extras)"
 
 #: ZenML status -> orcakit status. RETRIED (an attempt that failed and was followed by another)
@@ -92,6 +94,9 @@ MAPPING = [
     "is the flavor failing to submit.",
     "ZenML's StepRetryConfig takes whole seconds and at least one retry: retry cases with fractional delays or "
     "backoffs are not drawn for ZenML flavors, max_retries=0 is sent as no retry config.",
+    "ZenML names each step output '<pipeline>::<step>::output' in a 255-character field, so a pipeline and a step "
+    "name may have 245 characters together: RUNID-3's long-name cases are cut to that (the longer name first), a "
+    "limit of ZenML's core rather than of the orchestrator.",
     "ENV-4 (definition-time refusal of unportable environment) is not exercised: the driver defines probe pipelines "
     "with orcakit's authoring API, so ZenML's own definition-time checks are not what would be tested.",
 ]
@@ -153,6 +158,10 @@ class ZenMLDriver(Driver):
         config = cls._config(config_file, options)
         workdir = Path(tempfile.mkdtemp(prefix="orcakit-zenml-"))
         os.environ.update(zenml_environment(workdir))  # this process reads the same store
+        import logging
+
+        # Re-reading a run that changes under us is what the driver does; ZenML warns each time.
+        logging.getLogger("zenml.models.v2.base.base").setLevel(logging.ERROR)
         request: dict[str, Any] = {"config": config}
         if ":" in flavor:  # module:Class of a flavor class, ZenML's source is module.Class
             module, _, qualname = flavor.partition(":")
@@ -238,12 +247,7 @@ class ZenMLDriver(Driver):
 
     def compile_dag(self, dag: dict, *, environment: dict[str, str] | None = None, mode: ExecutionMode | None = None,
                     name: str | None = None) -> PipelineSnapshot:
-        options: dict[str, Any] = {"name": name or f"conformance_{uuid.uuid4().hex[:8]}"}
-        if environment:
-            options["environment"] = environment
-        if mode is not None:
-            options["execution_mode"] = mode
-        snapshot = probe_dag.with_options(**options).compile(self.stack(), dag)
+        snapshot = compile_probe_dag(self.stack(), dag, environment=environment, mode=mode, name=name)
         # The DAG description travels with the snapshot: the runner builds the ZenML pipeline from it.
         return snapshot.model_copy(update={"pipeline_parameters": {"dag": dag}})
 
@@ -289,20 +293,20 @@ class ZenMLDriver(Driver):
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.workdir,
                                    start_new_session=True)
         result: dict[str, Any] = {}
-        talker = threading.Thread(target=lambda: result.update(zip(("out", "err"), process.communicate(json.dumps(request)))),
-                                  daemon=True)
-        talker.start()
-        try:
-            if during is not None:
-                during(watch)
-            talker.join(max(0.0, self.timeout - (time.monotonic() - started)))
-        finally:
-            watch.stop()
-        if talker.is_alive():
-            _kill(process)
-            raise violation(requirement, f"the ZenML run of pipeline {snapshot.pipeline_name!r} did not finish within "
-                            f"{self.timeout:.0f}s", why="a flavor must end every run in a terminal status and never hang (STATUS-2, CAP-2)")
-        answer = _answer(result.get("out", ""), result.get("err", ""), "run")
+
+        def talk() -> None:
+            result["out"], result["err"] = process.communicate(json.dumps(request))
+
+        supervise(talk, watch=watch, during=during, started=started, timeout=self.timeout, requirement=requirement,
+                  pipeline_name=snapshot.pipeline_name, on_hang=lambda: _kill(process))
+        if process.returncode and process.returncode < 0:
+            # The run's process died (a step that kills itself kills it: ZenML's local
+            # orchestrator runs steps inside it). The run is observed as ZenML recorded it.
+            answer = {"run": self._run_named(run_name), "error": None, "warnings": []}
+            if answer["run"] is None:
+                raise ZenMLRunError(f"the ZenML run process died of signal {-process.returncode} before a run existed")
+        else:
+            answer = _answer(result.get("out", ""), result.get("err", ""), "run")
         if answer["run"] is None:
             raise self._refusal(snapshot, answer.get("error") or {}, result.get("err", ""))
         caught = [warnings.WarningMessage(ResourcesIgnoredWarning(text), ResourcesIgnoredWarning, "zenml", 0)
@@ -310,6 +314,22 @@ class ZenMLDriver(Driver):
         observation = self.observe(snapshot, answer["run"], time.monotonic() - started, caught, only_this_run)
         observation.history = watch.history
         return observation
+
+    @staticmethod
+    def _run_named(run_name: str) -> str | None:
+        from zenml.client import Client
+
+        runs = Client().list_pipeline_runs(name=run_name).items
+        return str(runs[0].id) if runs else None
+
+    def longest_names(self, pipeline_length: int, step_length: int) -> tuple[int, int]:
+        """ZenML names each output artifact ``<pipeline>::<step>::output`` in a 255-character
+        field: both names together get 245 characters (a limit of ZenML's core)."""
+        budget = ARTIFACT_NAME_LIMIT - len("::") - len("::output")
+        if pipeline_length + step_length <= budget:
+            return pipeline_length, step_length
+        step = max(1, min(step_length, budget - min(pipeline_length, budget // 2)))
+        return budget - step, step
 
     def _refusal(self, snapshot: PipelineSnapshot, error: dict, stderr: str) -> Exception:
         message = error.get("message", "")
@@ -322,7 +342,7 @@ class ZenMLDriver(Driver):
         for kind, words in (("gpu", ("gpu",)), ("memory", ("memory",)), ("cpu", ("cpu",))):
             if any(word in text for word in words) and "resource" in text:
                 return UnsupportedFeatureError(what, feature=f"resources.{kind}")
-        if self.image and ("no such image" in text or "imagenotfound" in text.replace(" ", "").replace("_", "")):
+        if self.image and any(word in text for word in ("no such image", "imagenotfound", "docker error", "registry")):
             return HarnessError(f"the step image {self.image} is missing ({message[:300]}); "
                                 "build it with scripts/testenv/ensure-zenml-image.sh")
         return ZenMLRunError(f"{what}\n{redact(stderr[-3000:])}")
@@ -563,28 +583,12 @@ def _step_containers(obs: RunObservation) -> list[str]:
     return found
 
 
-class ZenMLStatusWatch:
+class ZenMLStatusWatch(StatusWatch):
     """Follows a ZenML run's statuses while it is under way (STATUS-1 is about transitions)."""
 
     def __init__(self, run_name: str, interval: float = 0.25) -> None:
-        self.run_name, self.interval = run_name, interval
-        self.history: dict[str, list[str]] = {}
-        self.run_record: Any = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True, name="conformance-zenml-watch")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sample()
-
-    def _note(self, key: str, status: ExecutionStatus) -> None:
-        seen = self.history.setdefault(key, [])
-        if not seen or seen[-1] != status.value:
-            seen.append(status.value)
+        super().__init__(url="", snapshot_id="", interval=interval)
+        self.run_name = run_name
 
     def _sample(self) -> None:
         try:
@@ -597,19 +601,15 @@ class ZenMLStatusWatch:
                 return
             run = runs[0]
             self.run_record = _WatchedRun(run.orchestrator_run_id)
-            self._note("run", _status(run.status))
+            self._note("run", _status(run.status).value)
             latest: dict[str, Any] = {}
             for step_run in depaginate(client.list_run_steps, pipeline_run_id=run.id):
                 if step_run.name not in latest or step_run.version > latest[step_run.name].version:
                     latest[step_run.name] = step_run
             for name, step_run in latest.items():
-                self._note(name, _status(step_run.status))
+                self._note(name, _status(step_run.status).value)
         except Exception:  # noqa: BLE001 - the run may not exist yet; sampling is best effort
             pass
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
 
 
 class _WatchedRun:

