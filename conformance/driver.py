@@ -162,6 +162,11 @@ class Driver(abc.ABC):
         """What still runs or exists of a run that ended (CLEAN-1)."""
 
     @abc.abstractmethod
+    def still_running(self, obs: "RunObservation") -> list[str]:
+        """What of a run that ended still *runs* (FAIL-2, CLEAN-2): a stopped container that
+        was not removed is a leftover (CLEAN-1), not a step that still runs."""
+
+    @abc.abstractmethod
     def written_by(self, obs: "RunObservation") -> Iterator[tuple[str, str]]:
         """``(where, text)`` for everything a run wrote that others than its step can read (SEC-1)."""
 

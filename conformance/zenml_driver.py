@@ -457,13 +457,19 @@ class ZenMLDriver(Driver):
             found += [f"{folder}/{file}" for file in files if str(file).endswith(".partial")]
         return found
 
+    def still_running(self, obs: RunObservation) -> list[str]:
+        return self._remaining(obs, 1.5, running_only=True)
+
     def leftovers(self, obs: RunObservation, grace: float = 1.5) -> list[str]:
+        return self._remaining(obs, grace, running_only=False)
+
+    def _remaining(self, obs: RunObservation, grace: float, running_only: bool) -> list[str]:
         """Step processes of the run still alive here, step containers that still exist (in any
-        state: a container ZenML created for a step and did not remove is left behind), and
-        probes that began after the run ended."""
+        state: a container ZenML created for a step and did not remove is left behind; only
+        running ones with ``running_only``), and probes that began after the run ended."""
         deadline = time.monotonic() + grace
         while True:
-            found = live_step_processes(obs) + _step_containers(obs)
+            found = live_step_processes(obs) + _step_containers(obs, running_only)
             if not found or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
@@ -561,7 +567,7 @@ def _reason(model: Any) -> str | None:
     return None
 
 
-def _step_containers(obs: RunObservation) -> list[str]:
+def _step_containers(obs: RunObservation, running_only: bool = False) -> list[str]:
     ids = {(record["container"], record["step"]) for records in obs.starts.values() for record in records if record.get("container")}
     if not ids:
         return []
@@ -576,6 +582,8 @@ def _step_containers(obs: RunObservation) -> list[str]:
             try:
                 container = client.containers.get(cid)
             except docker.errors.NotFound:
+                continue
+            if running_only and container.status not in ("running", "restarting", "paused"):
                 continue
             found.append(f"container {cid[:12]} (step {step!r}) still exists ({container.status})")
     finally:

@@ -35,7 +35,8 @@ def environment_cases(draw):
 #: Hypothesis draws: a flavor that strips, splits, drops or re-encodes values is caught every
 #: time, not "sometimes" (trailing newlines vanish in `$(...)`, empty values in `if value:`
 #: filters, leading/trailing blanks in env files, "=" confuses KEY=VALUE parsers, non-ASCII in
-#: latin-1 round trips). The secret-looking keys also exercise the sealed snapshot path (SEC-1).
+#: latin-1 round trips, placeholders expanded by a layer in between). The secret-looking keys
+#: also exercise the sealed snapshot path (SEC-1).
 HOSTILE_BY_CLASS = {
     "TRAILING_LF": "ends with a newline\n",
     "TRAILING_CR": "ends with a carriage return\r",
@@ -47,6 +48,9 @@ HOSTILE_BY_CLASS = {
     "LEADING": " leading",
     "NON_ASCII": "ümlaut €uro 日本 🚀",
     "SHELL": "$HOME $(id) `id` 'single' \"double\" ; #",
+    # Placeholder syntax a layer on the way may expand (ZenML substitutes ${VAR} placeholders in a
+    # run's configuration): the step must see it verbatim.
+    "PLACEHOLDER": "${HOME}",
     "API_TOKEN": "s3cr3t-token value\n",
 }
 

@@ -79,7 +79,7 @@ def test_stop_run_stops_running_steps_and_starts_nothing_new(fut, capabilities):
     status = {name: s.status.value for name, s in obs.steps.items()}
     if status.get("long") != "stopped" or obs.ends.get("long"):
         raise violation("CLEAN-2", f"the running step is {status.get('long')} after stop_run, expected stopped", statuses=status)
-    still = fut.leftovers(obs)
+    still = fut.still_running(obs)
     if still:
         raise violation("CLEAN-2", "the run is recorded stopped but its step still runs", leftovers=still)
     if obs.executed("never") or status.get("never") not in ("skipped", "stopped"):

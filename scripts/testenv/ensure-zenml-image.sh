@@ -49,7 +49,11 @@ mkdir -p "$CONTEXT/orcakit" "$CACHE/wheels"
 # dev venv); the wheel goes to the temp context, never to the repository.
 VENV_PY="$ROOT/.venv/bin/python"
 [ -x "$VENV_PY" ] || die "no $ROOT/.venv: run scripts/setup-venv dev first"
-(cd "$ROOT" && "$VENV_PY" -m build --wheel --no-isolation --outdir "$CONTEXT/orcakit" . >/dev/null) \
+# Built from a copy of the files git knows (setuptools writes build/ and *.egg-info beside the
+# sources; the repository stays untouched).
+mkdir -p "$CONTEXT/src"
+(cd "$ROOT" && git ls-files -co --exclude-standard -z | tar --null -T - -cf - 2>/dev/null) | tar -xf - -C "$CONTEXT/src"
+(cd "$CONTEXT/src" && "$VENV_PY" -m build --wheel --no-isolation --outdir "$CONTEXT/orcakit" . >/dev/null) \
     || die "could not build the orcakit wheel"
 PIP=("$PYTHON" -m pip)
 # Every dependency as a wheel for the image's Python (the host's: both are 3.11), cached.
@@ -62,6 +66,7 @@ cp "$CACHE"/wheels/*.whl "$CONTEXT/orcakit/" 2>/dev/null || true
 # The orcakit wheel in the cache is this build's; keep only dependencies there.
 rm -f "$CACHE"/wheels/orcakit-*.whl
 
+rm -rf "$CONTEXT/src"
 cat > "$CONTEXT/Dockerfile" <<EOF
 FROM $BASE
 COPY orcakit /wheels
