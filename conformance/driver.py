@@ -101,6 +101,10 @@ class Driver(abc.ABC):
         """Where this driver's reading of the flavor is a judgement, in words for the report."""
 
     @abc.abstractmethod
+    def not_applicable(self) -> dict[str, str]:
+        """Requirements that do not apply to this flavor, with the reason the report gives."""
+
+    @abc.abstractmethod
     def config_field(self, name: str) -> bool:
         """Whether the flavor's config has field ``name``."""
 

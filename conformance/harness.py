@@ -217,6 +217,9 @@ class FlavorUnderTest(Driver):
     def mapping_notes(self) -> list[str]:
         return []  # orcakit's own terms: nothing to map
 
+    def not_applicable(self) -> dict[str, str]:
+        return {}  # every orcakit flavor declares its run-ID variable (Flavor.check)
+
     def runs_of(self, snapshot_id: str) -> list[RunRecord]:
         store = self.run_store()
         try:

@@ -44,6 +44,7 @@ class SuiteState:
         self.command = command
         self.results: list[dict[str, Any]] = []
         self.secrets = fut.secret_values()
+        self.not_applicable = fut.not_applicable()
 
     def reproducer(self, check: str) -> list[str]:
         """The command that re-runs one check under this session's seed and options."""
@@ -350,7 +351,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.failed:
         scrub(report, state.secrets)
     if report.when == "call" or outcome != "passed":
-        report.user_properties.append(("orcakit_requirements", ",".join(requirement_ids(item))))
+        ids = requirement_ids(item)
+        if outcome != "unsupported":
+            # A requirement that does not apply to this flavor (the driver says why) is verified
+            # by no check of it: only the check that reports it unsupported names it.
+            ids = [rid for rid in ids if rid not in state.not_applicable] or ids
+        report.user_properties.append(("orcakit_requirements", ",".join(ids)))
         report.user_properties.append(("orcakit_blamed", ",".join(blamed)))
         report.user_properties.append(("orcakit_outcome", outcome))
         if outcome in ("failed", "error"):

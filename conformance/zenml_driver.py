@@ -228,6 +228,12 @@ class ZenMLDriver(Driver):
     def mapping_notes(self) -> list[str]:
         return list(MAPPING)
 
+    def not_applicable(self) -> dict[str, str]:
+        if self.run_id_env_var is None:
+            return {"ENV-1": f"{self.facts['orchestrator_class']} declares no run-ID environment variable "
+                             "(ZenML does not require one; its run ID is what get_orchestrator_run_id() returns)"}
+        return {}
+
     def config_field(self, name: str) -> bool:
         return name in self.facts["config_fields"]
 

@@ -70,6 +70,17 @@ HOSTILE_CASE = (
 )
 
 
+@pytest.mark.requirement("ENV-1")
+def test_the_run_id_variable_applies(fut):
+    """ENV-1 is checked where the flavor has a run-ID variable (every orcakit flavor declares
+    one); a flavor without one is reported so, not passed for want of anything to check."""
+    reason = fut.not_applicable().get("ENV-1")
+    if reason:
+        unsupported(f"no run-ID variable: {reason}")
+    if not fut.run_id_env_var:
+        raise violation("ENV-1", "the flavor declares no run-ID variable")
+
+
 @pytest.mark.requirement("ENV-1", "ENV-2", "ENV-3")
 @given(case=environment_cases())
 @example(case=HOSTILE_CASE)
