@@ -116,8 +116,26 @@ def test_an_unknown_zenml_flavor_lists_the_available_ones(tmp_path: Path) -> Non
 
 #: Measured on ZenML 0.98.0 and checked by hand (README): requirement -> outcome at the quick
 #: profile; requirements not listed passed.
-LOCAL_EXPECTED: dict[str, str] = {}
-LOCAL_DOCKER_EXPECTED: dict[str, str] = {}
+#: What neither flavor supports or declares, and what both break (ZenML's core, not the orchestrator:
+#: ${VAR} placeholders in environment values are substituted on submission, ENV-2/ENV-3; the
+#: environment is stored in plain text in the pipeline snapshot, SEC-1).
+_BOTH = {
+    "ENV-2": "failed", "ENV-3": "failed", "SEC-1": "failed",
+    "ENV-4": "unsupported",  # definition is orcakit's authoring API in this driver
+    "RES-2": "unsupported", "RES-3": "unsupported", "RES-4": "unsupported",  # WARNED, not enforced
+    "ORDER-4": "unsupported", "ORDER-5": "unsupported",  # one step at a time; no max_parallelism
+    "SCHED-1": "unsupported", "DYN-2": "unsupported", "CLEAN-2": "unsupported",  # no schedules; dynamic declared; no stop
+    "RUNID-4": "untested",  # a SHOULD no check of this suite reaches here
+    # a SIGKILLed step is never recorded as ended (see FAIL-6), so the check stops there
+    "FAIL-6": "failed", "STATUS-2": "inconclusive",
+}
+#: local: no run-ID variable (ENV-1 does not apply); the killed step takes the pipeline's
+#: process with it, and the run stays RUNNING.
+LOCAL_EXPECTED: dict[str, str] = {**_BOTH, "ENV-1": "unsupported"}
+#: local_docker: the run ends FAILED but the killed step stays RUNNING; step containers are never
+#: removed (CLEAN-1); ENV-1 is verified by the run-ID checks, and inconclusive where the
+#: environment check stopped at ENV-2/ENV-3.
+LOCAL_DOCKER_EXPECTED: dict[str, str] = {**_BOTH, "ENV-1": "inconclusive", "CLEAN-1": "failed"}
 
 
 def assert_outcomes(report: dict, expected: dict[str, str]) -> None:
@@ -137,6 +155,12 @@ def test_zenml_local_runs_the_suite_to_the_end(tmp_path: Path) -> None:
     assert_outcomes(report, LOCAL_EXPECTED)
 
 
+def _step_containers() -> set[str]:
+    listed = subprocess.run(["docker", "ps", "-aq", "--no-trunc", "--filter", "ancestor=orcakit-zenml:latest"],
+                            capture_output=True, text=True)
+    return set(listed.stdout.split())
+
+
 def _docker_or_skip() -> None:
     found = subprocess.run(["docker", "image", "inspect", "orcakit-zenml:latest"], capture_output=True)
     if found.returncode != 0:
@@ -150,7 +174,14 @@ def _docker_or_skip() -> None:
 @pytest.mark.docker
 def test_zenml_local_docker_runs_the_suite_to_the_end(tmp_path: Path) -> None:
     _docker_or_skip()
-    done, report = suite(tmp_path, "--flavor=zenml:local_docker")
+    before = _step_containers()
+    try:
+        done, report = suite(tmp_path, "--flavor=zenml:local_docker", timeout=3600)
+    finally:
+        # local_docker never removes its step containers (CLEAN-1, measured): this test does.
+        left = sorted(_step_containers() - before)
+        if left:
+            subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
     assert report is not None, done.stdout[-3000:] + done.stderr[-3000:]
     explained(report)
     assert report["flavor"]["run_id_env_var"] == "ZENML_DOCKER_ORCHESTRATOR_RUN_ID"
