@@ -161,6 +161,11 @@ def _step_containers() -> set[str]:
     return set(listed.stdout.split())
 
 
+def _environment(container: str) -> str:
+    return subprocess.run(["docker", "inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", container],
+                          capture_output=True, text=True).stdout
+
+
 def _docker_or_skip() -> None:
     found = subprocess.run(["docker", "image", "inspect", "orcakit-zenml:latest"], capture_output=True)
     if found.returncode != 0:
@@ -174,14 +179,16 @@ def _docker_or_skip() -> None:
 @pytest.mark.docker
 def test_zenml_local_docker_runs_the_suite_to_the_end(tmp_path: Path) -> None:
     _docker_or_skip()
-    before = _step_containers()
+    sessions = tmp_path / "tmp"  # the session's ZenML config (and so its containers' env) lives here
+    sessions.mkdir()
     try:
-        done, report = suite(tmp_path, "--flavor=zenml:local_docker", timeout=3600)
+        done, report = suite(tmp_path, "--flavor=zenml:local_docker", timeout=3600, env={"TMPDIR": str(sessions)})
     finally:
-        # local_docker never removes its step containers (CLEAN-1, measured): this test does.
-        left = sorted(_step_containers() - before)
-        if left:
-            subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
+        # local_docker never removes its step containers (CLEAN-1, measured): this test removes
+        # those of its own session.
+        mine = [cid for cid in _step_containers() if str(sessions) in _environment(cid)]
+        if mine:
+            subprocess.run(["docker", "rm", "-f", *mine], capture_output=True)
     assert report is not None, done.stdout[-3000:] + done.stderr[-3000:]
     explained(report)
     assert report["flavor"]["run_id_env_var"] == "ZENML_DOCKER_ORCHESTRATOR_RUN_ID"
