@@ -168,6 +168,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except OrcakitError as exc:
         raise pytest.UsageError(f"--flavor={name}: {exc}") from None
     if fut.kind != "native":
+        # The other system's own deprecation notices are not the flavor's outcome.
+        config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{fut.kind}")
         # Each example is a whole pipeline run in a process of its own (seconds, a container a
         # step for some): shrinking a failure would take longer than the suite. The failing
         # example is still printed, and reproduces with the seed.
