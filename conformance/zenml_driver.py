@@ -17,6 +17,7 @@ listed in :data:`MAPPING` and in the report (``flavor.mapping_notes``).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -298,6 +299,7 @@ class ZenMLDriver(Driver):
         process = subprocess.Popen([sys.executable, "-m", "orcakit.conformance.zenml_runner", "run"], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.workdir,
                                    start_new_session=True)
+        _LIVE.add(process)
         result: dict[str, Any] = {}
 
         def talk() -> None:
@@ -305,6 +307,7 @@ class ZenMLDriver(Driver):
 
         supervise(talk, watch=watch, during=during, started=started, timeout=self.timeout, requirement=requirement,
                   pipeline_name=snapshot.pipeline_name, on_hang=lambda: _kill(process))
+        _LIVE.discard(process)
         if process.returncode and process.returncode < 0:
             # The run's process died (a step that kills itself kills it: ZenML's local
             # orchestrator runs steps inside it). The run is observed as ZenML recorded it.
@@ -522,6 +525,17 @@ class ZenMLDriver(Driver):
         raise HarnessError("the ZenML driver does not ask fresh processes yet (SCHED-1)")
 
 
+#: Run processes under way: each is a session of its own (so that killing a run kills its
+#: steps), so an interrupted suite must end them itself.
+_LIVE: set[subprocess.Popen] = set()
+
+
+@atexit.register
+def _end_live_runs() -> None:
+    for process in list(_LIVE):
+        _kill(process)
+
+
 def zenml_environment(workdir: Path) -> dict[str, str]:
     """The session's ZenML: its own config and store, no analytics, no prompts, quiet logs."""
     return {
@@ -555,9 +569,9 @@ def _answer(stdout: str, stderr: str, action: str) -> dict:
 def _kill(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)
-    except OSError:
+        process.wait(10)
+    except (OSError, subprocess.TimeoutExpired):
         pass
-    process.wait(10)
 
 
 def _reason(model: Any) -> str | None:
