@@ -31,7 +31,7 @@ def suite(tmp_path: Path, *args: str, timeout: float = 1500, env: dict | None = 
     """``pytest --conformance-profile=quick ARGS`` in an empty folder, and its report.json."""
     out = tmp_path / "bundle"
     work = tmp_path / "empty"
-    work.mkdir(exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     # A fixed seed: these runs pin outcomes (the suite's own random seeds find new cases).
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-W", "ignore::DeprecationWarning",
                "--conformance-profile=quick", "--conformance-seed=1", f"--report-dir={out}", *args]
@@ -110,6 +110,18 @@ def test_an_unknown_zenml_flavor_lists_the_available_ones(tmp_path: Path) -> Non
     message = done.stderr
     assert "no ZenML orchestrator flavor named 'no_such_orchestrator'" in message, message[-2000:]
     assert "local" in message.split("this ZenML has:")[1] and "local_docker" in message, message[-2000:]
+
+
+def test_flavor_options_are_the_zenml_orchestrators_config(tmp_path: Path) -> None:
+    """``--flavor-option`` values become the ZenML orchestrator's config, checked by ZenML (a
+    check that runs no pipeline is enough: the stack is made when the session opens)."""
+    done, report = suite(tmp_path, "--flavor=zenml:local_docker", "--flavor-option=synchronous=false",
+                         "--flavor-option=run_args={shm_size: 64m}", "-k", "naive_schedule", timeout=180)
+    assert report is not None, done.stderr[-2000:]
+    assert report["flavor"]["config"] == {"synchronous": False, "run_args": {"shm_size": "64m"}}
+    done, _ = suite(tmp_path / "bad", "--flavor=zenml:local", "--flavor-option=no_such_field=3", timeout=180)
+    assert done.returncode != 0
+    assert "Invalid configuration keys ['no_such_field'] for local orchestrator" in done.stderr, done.stderr[-2000:]
 
 
 # -- the end-to-end runs ------------------------------------------------------------------------
