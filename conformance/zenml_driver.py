@@ -24,11 +24,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +99,6 @@ MAPPING = [
     "ENV-4 (definition-time refusal of unportable environment) is not exercised: the driver defines probe pipelines "
     "with orcakit's authoring API, so ZenML's own definition-time checks are not what would be tested.",
 ]
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _status(value: Any) -> ExecutionStatus:
