@@ -69,7 +69,21 @@ def _check_flavor_config(flavor_name: str, options: tuple[str, ...], config_file
     from orcakit import load_flavor
     from orcakit.options import parse_flavor_config
 
+    from .driver import DRIVERS
     from .plugin import _resolve_reference
+
+    prefix, sep, _ = flavor_name.partition(":")
+    if sep and prefix in DRIVERS:
+        # Another driver (zenml:...): its config is the other system's, checked by the session
+        # itself when it opens; refuse early only what needs no session.
+        import importlib.util
+
+        if prefix == "zenml" and importlib.util.find_spec("zenml") is None:
+            from orcakit import ConfigurationError
+
+            raise ConfigurationError("--flavor=zenml:... needs ZenML, which is not installed",
+                                     fix="pip install 'orcakit[zenml]' (ZenML 0.98, with its local extras)")
+        return
 
     reference, _ = _resolve_reference(flavor_name)
     parse_flavor_config(load_flavor(reference), config_file, options)

@@ -39,6 +39,7 @@ from orcakit.reference import AttemptRecord, RunRecord, RunStore, StepRecord
 
 from orcakit.redaction import redact
 
+from .driver import Driver
 from .probes import dynamic_probe_dag, pid_namespace, probe_dag, process_start_ticks
 
 
@@ -115,6 +116,8 @@ class RunObservation:
     warnings: list[warnings.WarningMessage] = field(default_factory=list)
     #: Every status each record was seen in, in order: {"run": [...], "<step>": [...]}.
     history: dict[str, list[str]] = field(default_factory=dict)
+    #: The flavor's run-ID variable, where it declares one (ENV-1 is checked only then).
+    run_id_env_var: str | None = None
 
     def executed(self, step: str) -> bool:
         return bool(self.starts.get(step))
@@ -123,9 +126,12 @@ class RunObservation:
         return {record["run_id"] for records in self.starts.values() for record in records}
 
 
-@dataclass
-class FlavorUnderTest:
-    """The flavor being certified, its validated config and where its runs keep their state."""
+@dataclass(repr=False)
+class FlavorUnderTest(Driver):
+    """The native driver: an orcakit flavor being certified, its validated config and where its
+    runs keep their state (orcakit's run store and artifact store)."""
+
+    kind = "native"
 
     reference: str
     flavor: Flavor
@@ -163,31 +169,96 @@ class FlavorUnderTest:
         artifact-store option values), longest first: what the suite's output must never show."""
         from sqlalchemy.engine import make_url
 
-        found: set[str] = set()
-
-        def collect(value: Any, key: str = "") -> None:
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    collect(v, str(k))
-            elif isinstance(value, (list, tuple)):
-                for v in value:
-                    collect(v, key)
-            elif isinstance(value, str) and value and redact(value, key) != value:
-                found.add(value)
-
-        collect(self.config)
-        collect(self.artifact_store_options)
         try:
             password = make_url(self.run_store_url).password
         except Exception:  # noqa: BLE001 - not a URL SQLAlchemy can parse: nothing to hide
             password = None
-        if password:
-            found.add(str(password))
-        return sorted(found, key=len, reverse=True)
+        return secret_config_values(self.config, self.artifact_store_options, *([str(password)] if password else []))
+
+    @classmethod
+    def open(cls, reference: str, *, config_file: str | None = None, options: tuple[str, ...] | list[str] = (),
+             run_store_url: str | None = None, artifact_store_uri: str | None = None, timeout: float = 180.0) -> "FlavorUnderTest":
+        """A session on an orcakit flavor: a flavor name, 'module:Class', or an orchestrator
+        registered with ``orcakit orchestrator register`` (its config under the options)."""
+        from orcakit.options import parse_flavor_config
+
+        from .plugin import _resolve_reference
+
+        reference, base_config = _resolve_reference(reference)
+        flavor_config = parse_flavor_config(load_flavor(reference), config_file, options)
+        return cls.resolve(reference, {**base_config, **flavor_config}, run_store_url=run_store_url,
+                           artifact_store_uri=artifact_store_uri, timeout=timeout)
+
+    def longest_names(self, pipeline_length: int, step_length: int) -> tuple[int, int]:
+        return pipeline_length, step_length  # orcakit's own limits are what the strategy draws
+
+    def expresses_retry(self, retry: Any) -> bool:
+        return True  # orcakit's StepRetryConfig is the one the checks draw
 
     @property
     def name(self) -> str:
         return self.flavor.name
+
+    @property
+    def version(self) -> str:
+        return self.flavor.version
+
+    @property
+    def run_id_env_var(self) -> str | None:
+        return self.flavor.run_id_env_var
+
+    @property
+    def declared_capabilities(self) -> Capabilities:
+        return self.flavor.capabilities
+
+    def check_declaration(self) -> None:
+        self.flavor.check()
+
+    def mapping_notes(self) -> list[str]:
+        return []  # orcakit's own terms: nothing to map
+
+    def not_applicable(self) -> dict[str, str]:
+        return {}  # every orcakit flavor declares its run-ID variable (Flavor.check)
+
+    def runs_of(self, snapshot_id: str) -> list[RunRecord]:
+        store = self.run_store()
+        try:
+            return store.list_runs(limit=1000, snapshot_id=snapshot_id)
+        finally:
+            store.close()
+
+    def probes_of(self, snapshot_id: str) -> list[str]:
+        return self.artifact_store().list(f"probes/{snapshot_id}/")
+
+    def anything_ran(self, snapshot_id: str) -> bool:
+        store = self.run_store()
+        try:
+            recorded = any(store.steps(run.id) for run in store.list_runs(snapshot_id=snapshot_id))
+        finally:
+            store.close()
+        return recorded or bool(self.probes_of(snapshot_id))
+
+    def partial_artifacts(self) -> list[str]:
+        return [key for key in self.artifact_store().list("") if key.endswith(".partial")]
+
+    def stop_run(self, orchestrator_run_id: str) -> None:
+        self.orchestrator().stop_run(orchestrator_run_id)
+
+    def written_by(self, obs: RunObservation):
+        """Every artifact-store object of the snapshot and the run (snapshots, step specs, logs,
+        outputs — not the probe's own records, which hold what the step saw on purpose), the
+        step logs kept on this machine, and every row of the run store."""
+        store = self.artifact_store()
+        for key in store.list(""):
+            if key.startswith("probes/") or (obs.snapshot.snapshot_id not in key and obs.run.id not in key):
+                continue
+            yield f"artifact {key}", store.get(key).decode(errors="replace")
+        logs = obs.run.metadata.get("logs")
+        if logs and Path(logs).is_dir():
+            for path in sorted(Path(logs).rglob("*")):
+                if path.is_file():
+                    yield f"step log {path}", path.read_text(errors="replace")
+        yield from sql_rows(self.run_store_url)
 
     def config_field(self, name: str) -> bool:
         """Whether the flavor's config has field ``name`` (conventions such as ZenML's
@@ -256,6 +327,11 @@ class FlavorUnderTest:
                 found.append(f"step {step!r} attempt {attempt} began executing after the run ended")
         return sorted(set(found))
 
+    def still_running(self, obs: RunObservation) -> list[str]:
+        # A flavor's leftover_resources() does not say which of its resources still run:
+        # everything it still holds counts (unchanged from before there were drivers).
+        return self.leftovers(obs)
+
     def ask_fresh_process(self, method: str, *args: Any) -> Any:
         """``orchestrator.<method>(*args)`` answered by a new Python process that builds the
         orchestrator from the flavor and config alone (:mod:`orcakit.conformance.fresh`)."""
@@ -272,12 +348,7 @@ class FlavorUnderTest:
 
     def compile_dag(self, dag: dict, *, environment: dict[str, str] | None = None, mode: ExecutionMode | None = None,
                     name: str | None = None) -> PipelineSnapshot:
-        options: dict[str, Any] = {"name": name or f"conformance_{uuid.uuid4().hex[:8]}"}
-        if environment:
-            options["environment"] = environment
-        if mode is not None:
-            options["execution_mode"] = mode
-        return probe_dag.with_options(**options).compile(self.stack(), dag)
+        return compile_probe_dag(self.stack(), dag, environment=environment, mode=mode, name=name)
 
     def compile_dynamic(self, width: int, env_keys: list[str]) -> PipelineSnapshot:
         return dynamic_probe_dag.with_options(name=f"conformance_dyn_{uuid.uuid4().hex[:8]}").compile(self.stack(), width, env_keys)
@@ -303,24 +374,13 @@ class FlavorUnderTest:
                     outcome["error"] = exc
                 outcome["warnings"] = list(caught)
 
-        thread = threading.Thread(target=target, daemon=True, name="conformance-run")
-        thread.start()
-        try:
-            if during is not None:
-                during(watch)
-            thread.join(max(0.0, self.timeout - (time.monotonic() - started)))
-        finally:
-            watch.stop()
-        if thread.is_alive():
-            raise violation(
-                requirement,
-                f"the run of pipeline {snapshot.pipeline_name!r} did not finish within {self.timeout:.0f}s",
-                why="a flavor must end every run in a terminal status and never hang (STATUS-2, CAP-2)",
-            )
+        supervise(target, watch=watch, during=during, started=started, timeout=self.timeout, requirement=requirement,
+                  pipeline_name=snapshot.pipeline_name)
         if "error" in outcome:
             raise outcome["error"]
         observation = self.observe(snapshot, outcome["run"], time.monotonic() - started, outcome.get("warnings", []), only_this_run)
         observation.history = watch.history
+        observation.run_id_env_var = self.run_id_env_var
         return observation
 
     def observe(self, snapshot: PipelineSnapshot, run: RunRecord, duration: float, caught: list | None = None,
@@ -366,6 +426,40 @@ class FlavorUnderTest:
             raise HarnessError(f"could not read the run's records: {exc}") from exc
         finally:
             store.close()
+
+
+def compile_probe_dag(stack: StackSpec, dag: dict, *, environment: dict[str, str] | None = None,
+                      mode: ExecutionMode | None = None, name: str | None = None) -> PipelineSnapshot:
+    """A probe DAG description compiled for ``stack`` (a fresh pipeline name unless given)."""
+    options: dict[str, Any] = {"name": name or f"conformance_{uuid.uuid4().hex[:8]}"}
+    if environment:
+        options["environment"] = environment
+    if mode is not None:
+        options["execution_mode"] = mode
+    return probe_dag.with_options(**options).compile(stack, dag)
+
+
+def supervise(target, *, watch, during, started: float, timeout: float, requirement: str, pipeline_name: str,
+              on_hang=None) -> None:
+    """Run ``target`` (which submits a run and waits for it) in a thread while ``watch`` follows
+    the statuses and ``during(watch)`` acts on the run; a run still going after ``timeout``
+    seconds from ``started`` is a hang (``on_hang`` cleans up first)."""
+    thread = threading.Thread(target=target, daemon=True, name="conformance-run")
+    thread.start()
+    try:
+        if during is not None:
+            during(watch)
+        thread.join(max(0.0, timeout - (time.monotonic() - started)))
+    finally:
+        watch.stop()
+    if thread.is_alive():
+        if on_hang is not None:
+            on_hang()
+        raise violation(
+            requirement,
+            f"the run of pipeline {pipeline_name!r} did not finish within {timeout:.0f}s",
+            why="a flavor must end every run in a terminal status and never hang (STATUS-2, CAP-2)",
+        )
 
 
 def live_step_processes(obs: RunObservation) -> list[str]:
@@ -434,6 +528,45 @@ class StatusWatch:
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
+
+
+def secret_config_values(*sources: Any) -> list[str]:
+    """The secret-looking values of configs (by key or by look, :func:`orcakit.redaction.redact`)
+    and any secrets given as plain strings, longest first."""
+    found: set[str] = set()
+
+    def collect(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                collect(v, str(k))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                collect(v, key)
+        elif isinstance(value, str) and value and redact(value, key) != value:
+            found.add(value)
+
+    for source in sources:
+        if isinstance(source, str):
+            found.add(source)
+        else:
+            collect(source)
+    return sorted(found, key=len, reverse=True)
+
+
+def sql_rows(url: str):
+    """``(where, text)`` for every row of every table of a SQL database (SEC-1 searches them)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        metadata = sqlalchemy.MetaData()
+        metadata.reflect(engine)
+        with engine.connect() as connection:
+            for table in metadata.sorted_tables:
+                for row in connection.execute(table.select()):
+                    yield f"run-store table {table.name}", " ".join(str(value) for value in row)
+    finally:
+        engine.dispose()
 
 
 def chain(n: int, **spec: Any) -> dict:

@@ -44,6 +44,7 @@ class SuiteState:
         self.command = command
         self.results: list[dict[str, Any]] = []
         self.secrets = fut.secret_values()
+        self.not_applicable = fut.not_applicable()
 
     def reproducer(self, check: str) -> list[str]:
         """The command that re-runs one check under this session's seed and options."""
@@ -99,14 +100,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="artifact store for conformance runs (default: a fresh folder; s3://... for remote backends)")
 
 
-def _flavor_config(config: pytest.Config, flavor: Any) -> dict[str, Any]:
-    """``--flavor-config FILE`` overlaid with ``--flavor-option KEY=VALUE``, parsed by the rules
-    ``orcakit orchestrator register`` and ``orcakit certify`` use (:mod:`orcakit.options`)."""
-    from orcakit.options import parse_flavor_config
-
-    return parse_flavor_config(flavor, config.getoption("flavor_config"), config.getoption("flavor_option"))
-
-
 def _resolve_reference(name: str) -> tuple[str, dict[str, Any]]:
     """A flavor reference and base config: a flavor name, 'module:Class', or an orchestrator
     registered with ``orcakit orchestrator register``."""
@@ -129,9 +122,8 @@ def pytest_configure(config: pytest.Config) -> None:
     name = config.getoption("flavor")
     if not name:
         return
-    from orcakit import OrcakitError, load_flavor
+    from orcakit import OrcakitError
 
-    from .harness import FlavorUnderTest
     from .strategies import register_profiles
 
     certify = config.getoption("certify")
@@ -161,18 +153,31 @@ def pytest_configure(config: pytest.Config) -> None:
     from hypothesis import settings
 
     settings.load_profile(f"orcakit-{profile}")
-    reference, base_config = _resolve_reference(name)
+    from .driver import driver_class
+
     try:
-        flavor_config = _flavor_config(config, load_flavor(reference))
-        fut = FlavorUnderTest.resolve(
+        driver, reference = driver_class(name)
+        fut = driver.open(
             reference,
-            {**base_config, **flavor_config},
+            config_file=config.getoption("flavor_config"),
+            options=config.getoption("flavor_option"),
             run_store_url=config.getoption("conformance_run_store"),
             artifact_store_uri=config.getoption("conformance_artifact_store"),
             timeout=config.getoption("conformance_timeout"),
         )
     except OrcakitError as exc:
         raise pytest.UsageError(f"--flavor={name}: {exc}") from None
+    if fut.kind != "native":
+        # The other system's own deprecation notices are not the flavor's outcome.
+        config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{fut.kind}")
+        # Each example is a whole pipeline run in a process of its own (seconds, a container a
+        # step for some): shrinking a failure would take longer than the suite. The failing
+        # example is still printed, and reproduces with the seed.
+        from hypothesis import Phase
+
+        settings.register_profile(f"orcakit-{profile}-{fut.kind}", parent=settings.get_profile(f"orcakit-{profile}"),
+                                  phases=[phase for phase in Phase if phase is not Phase.shrink])
+        settings.load_profile(f"orcakit-{profile}-{fut.kind}")
     command = _command(config, name, profile, certify)
     state = SuiteState(fut, profile, seed, certify, disabled, set(config.getoption("requirement")), report_dir, command)
     config.stash[SUITE_STATE] = state
@@ -348,7 +353,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.failed:
         scrub(report, state.secrets)
     if report.when == "call" or outcome != "passed":
-        report.user_properties.append(("orcakit_requirements", ",".join(requirement_ids(item))))
+        ids = requirement_ids(item)
+        if outcome != "unsupported":
+            # A requirement that does not apply to this flavor (the driver says why) is verified
+            # by no check of it: only the check that reports it unsupported names it.
+            ids = [rid for rid in ids if rid not in state.not_applicable] or ids
+        report.user_properties.append(("orcakit_requirements", ",".join(ids)))
         report.user_properties.append(("orcakit_blamed", ",".join(blamed)))
         report.user_properties.append(("orcakit_outcome", outcome))
         if outcome in ("failed", "error"):

@@ -163,23 +163,38 @@ def probe(spec: dict, **inputs: Any) -> dict:
     context = get_step_context()
     store = context.artifact_store
     snapshot_id = context.snapshot.snapshot_id
-    flavor_var = context.orchestrator.run_id_env_var
+    run_uuid = context.run_uuid
+
+    def ended(up: str) -> bool:
+        return any(key.endswith(".end.json") for key in store.list(f"probes/{snapshot_id}/{run_uuid}/{up}/"))
+
+    return run_probe(
+        spec, step=context.step_name, attempt=context.attempt, run_uuid=run_uuid,
+        run_id=context.orchestrator.get_orchestrator_run_id(), context_run_id=context.orchestrator_run_id,
+        run_id_env_var=context.orchestrator.run_id_env_var,
+        inputs={name: value.get("token") if isinstance(value, dict) else value for name, value in inputs.items()},
+        ended=ended, put=lambda phase, data: store.put(probe_key(snapshot_id, run_uuid, context.step_name, context.attempt, phase), data),
+    )
+
+
+def run_probe(spec: dict, *, step: str, attempt: int, run_uuid: str, run_id: Any, context_run_id: Any,
+              run_id_env_var: str | None, inputs: dict, ended, put) -> dict:
+    """What a probe does wherever it runs (an orcakit step, a ZenML step): record what it sees
+    (``put("start", ...)``), do what ``spec`` asks, record its end (``put("end", ...)``).
+    ``ended(up)`` says whether upstream step ``up`` had recorded its end."""
     record: dict[str, Any] = {
-        "step": context.step_name,
-        "attempt": context.attempt,
-        "run_uuid": context.run_uuid,
-        "run_id": context.orchestrator.get_orchestrator_run_id(),
-        "context_run_id": context.orchestrator_run_id,
-        "env_run_id": os.environ.get(flavor_var),
+        "step": step,
+        "attempt": attempt,
+        "run_uuid": run_uuid,
+        "run_id": run_id,
+        "context_run_id": context_run_id,
+        "env_run_id": os.environ.get(run_id_env_var) if run_id_env_var else None,
         "env": {key: os.environ.get(key) for key in spec.get("env_keys", [])},
         "cpu": observe_cpu(),
         "memory": observe_memory(),
         "gpus": observe_gpus(),
-        "upstream_done": {
-            up: any(key.endswith(".end.json") for key in store.list(f"probes/{snapshot_id}/{context.run_uuid}/{up}/"))
-            for up in spec.get("upstream", [])
-        },
-        "inputs": {name: value.get("token") if isinstance(value, dict) else value for name, value in inputs.items()},
+        "upstream_done": {up: ended(up) for up in spec.get("upstream", [])},
+        "inputs": inputs,
         "pid": os.getpid(),
         "pid_started": process_start_ticks(),
         "pid_namespace": pid_namespace(),
@@ -187,26 +202,29 @@ def probe(spec: dict, **inputs: Any) -> dict:
         "container": container_identity(),
         "time": time.time(),
     }
-    store.put(probe_key(snapshot_id, context.run_uuid, context.step_name, context.attempt, "start"), json.dumps(record).encode())
+    put("start", json.dumps(record).encode())
     if spec.get("log_env"):
         # What a careless step does: print its configuration. The names go to the step log,
         # the values do not (a flavor may not be blamed for what the step itself prints).
-        print(f"probe {context.step_name}: environment has {sorted(record['env'])}", flush=True)
+        print(f"probe {step}: environment has {sorted(record['env'])}", flush=True)
     if spec.get("kill"):
         os.kill(os.getpid(), signal.SIGKILL)
+        # Still here: this process is its PID namespace's init (a container started without an
+        # init process), which the kernel shields from its own signals. End as abruptly as a kill
+        # would (no cleanup, no report), with the status a SIGKILL gives.
+        os._exit(128 + signal.SIGKILL)
     if spec.get("allocate_mb"):
         block = bytearray(int(spec["allocate_mb"]) * 1024 * 1024)
         for offset in range(0, len(block), 4096):
             block[offset] = 1
     fail = spec.get("fail_attempts", [])
-    if -1 in fail or context.attempt in fail:
-        raise RuntimeError(f"probe {context.step_name} fails on purpose (attempt {context.attempt})")
+    if -1 in fail or attempt in fail:
+        raise RuntimeError(f"probe {step} fails on purpose (attempt {attempt})")
     if spec.get("sleep"):
         time.sleep(float(spec["sleep"]))
     token = uuid.uuid4().hex
-    end = {"step": context.step_name, "attempt": context.attempt, "time": time.time(), "token": token}
-    store.put(probe_key(snapshot_id, context.run_uuid, context.step_name, context.attempt, "end"), json.dumps(end).encode())
-    return {"step": context.step_name, "token": token}
+    put("end", json.dumps({"step": step, "attempt": attempt, "time": time.time(), "token": token}).encode())
+    return {"step": step, "token": token}
 
 
 @pipeline

@@ -82,8 +82,11 @@ def build_report(state, checks: list[dict], config) -> dict:
         "flavor": {
             "name": fut.name,
             "reference": fut.reference,
-            "version": fut.flavor.version,
-            "run_id_env_var": fut.flavor.run_id_env_var,
+            "version": fut.version,
+            "run_id_env_var": fut.run_id_env_var,
+            "driver": fut.kind,
+            # where the driver's reading of the flavor is a judgement (empty for orcakit flavors)
+            "mapping_notes": fut.mapping_notes(),
             "capabilities": fut.capabilities.manifest(),
             "config": redact(fut.config),
         },

@@ -109,7 +109,7 @@ def test_execution_mode_decides_what_runs_after_a_failure(fut, capabilities, mod
         for name in chain:
             if obs.executed(name) or status[name] != "skipped":
                 raise violation("FAIL-2", f"FAIL_FAST: {name!r} started after the failure ({status[name]})", statuses=status)
-        still = fut.leftovers(obs)
+        still = fut.still_running(obs)
         if still:
             raise violation("FAIL-2", "FAIL_FAST: the run ended with its stopped steps still running", leftovers=still)
     if obs.run.status.value != "failed":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -62,15 +61,13 @@ def test_stop_run_stops_running_steps_and_starts_nothing_new(fut, capabilities):
     dag = {"nodes": [{"name": "long", "upstream": [], "spec": {"sleep": LONG_STEP}},
                      {"name": "never", "upstream": ["long"], "spec": {}}]}
     snapshot = fut.compile_dag(dag)
-    artifacts = fut.artifact_store()
-    orchestrator = fut.orchestrator()
 
     def stop_when_running(watch) -> None:
         deadline = time.monotonic() + fut.timeout / 2
         while time.monotonic() < deadline:
-            started = any("/long/" in key for key in artifacts.list(f"probes/{snapshot.snapshot_id}/"))
+            started = any("/long/" in key for key in fut.probes_of(snapshot.snapshot_id))
             if started and watch.run_record and watch.run_record.orchestrator_run_id:
-                orchestrator.stop_run(watch.run_record.orchestrator_run_id)
+                fut.stop_run(watch.run_record.orchestrator_run_id)
                 return
             time.sleep(0.05)
         raise violation("CLEAN-2", "the long step never started, so the run could not be stopped")
@@ -82,7 +79,7 @@ def test_stop_run_stops_running_steps_and_starts_nothing_new(fut, capabilities):
     status = {name: s.status.value for name, s in obs.steps.items()}
     if status.get("long") != "stopped" or obs.ends.get("long"):
         raise violation("CLEAN-2", f"the running step is {status.get('long')} after stop_run, expected stopped", statuses=status)
-    still = fut.leftovers(obs)
+    still = fut.still_running(obs)
     if still:
         raise violation("CLEAN-2", "the run is recorded stopped but its step still runs", leftovers=still)
     if obs.executed("never") or status.get("never") not in ("skipped", "stopped"):
@@ -93,12 +90,11 @@ def test_stop_run_stops_running_steps_and_starts_nothing_new(fut, capabilities):
 
 @pytest.mark.requirement("CAP-1")
 def test_capability_declaration_is_consistent(fut):
-    flavor = fut.flavor
     try:
-        flavor.check()
+        fut.check_declaration()
     except Exception as exc:  # the registration check explains itself
         raise violation("CAP-1", f"Flavor.check() refuses the declaration: {exc}")
-    declared: Capabilities = flavor.capabilities
+    declared: Capabilities = fut.declared_capabilities
     in_force = fut.capabilities
     widened = []
     order = {"rejected": 0, "warned": 1, "enforced": 2}
@@ -143,7 +139,7 @@ def test_secrets_are_not_written_in_plain_text(fut):
     if seen.get("CK_DB_PASSWORD") != step_env["CK_DB_PASSWORD"]:
         found.add(violation("ENV-3", "a secret-looking step variable did not reach the step intact"))
     hidden = [f"{canary}-pipeline", f"{canary}-step", *distinctive(fut.secret_values())]
-    for where, text in written_by(fut, obs):
+    for where, text in fut.written_by(obs):
         if any(value in text for value in hidden):
             found.add(violation("SEC-1", f"a secret value appears in plain text in {where}"))
             break
@@ -161,36 +157,3 @@ def secret_canary() -> str:
     """A value no flavor would write by chance; its prefix lets a reader of the suite's own
     output (reports, JUnit, terminal) search for any canary of any session."""
     return f"orcakit-canary-{uuid.uuid4().hex}"
-
-
-def written_by(fut, obs):
-    """``(where, text)`` for everything a run wrote that a reader other than its step can see:
-    every artifact-store object of the snapshot and the run (snapshots, step specs, logs,
-    outputs — not the probe's own records, which hold what the step saw on purpose), the step
-    logs kept on this machine, and every row of the run store."""
-    store = fut.artifact_store()
-    for key in store.list(""):
-        if key.startswith("probes/") or (obs.snapshot.snapshot_id not in key and obs.run.id not in key):
-            continue
-        yield f"artifact {key}", store.get(key).decode(errors="replace")
-    logs = obs.run.metadata.get("logs")
-    if logs and Path(logs).is_dir():
-        for path in sorted(Path(logs).rglob("*")):
-            if path.is_file():
-                yield f"step log {path}", path.read_text(errors="replace")
-    yield from run_store_rows(fut.run_store_url)
-
-
-def run_store_rows(url: str):
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(url)
-    try:
-        metadata = sqlalchemy.MetaData()
-        metadata.reflect(engine)
-        with engine.connect() as connection:
-            for table in metadata.sorted_tables:
-                for row in connection.execute(table.select()):
-                    yield f"run-store table {table.name}", " ".join(str(value) for value in row)
-    finally:
-        engine.dispose()

@@ -56,7 +56,7 @@ def test_dag_runs_in_dependency_order_with_data_flowing(fut, dag):
                             read=obs.outputs.get(name))
     if obs.run.status.value != "completed":
         raise violation("STATUS-3", f"all steps completed but the run is {obs.run.status.value}", reason=obs.run.reason)
-    partial = [key for key in fut.artifact_store().list("") if key.endswith(".partial")]
+    partial = fut.partial_artifacts()
     if partial:
         raise violation("ART-1", "partially written artifacts are visible in the artifact store", keys=partial[:5])
 

@@ -107,7 +107,7 @@ def test_a_gpu_request_is_made_or_refused(fut, capabilities):
     except OrcakitError as exc:
         if "gpu" not in str(exc).lower():
             raise violation("RES-4", "a gpu_count=1 request was refused with an error that does not name the GPU request", error=str(exc))
-        if fut.artifact_store().list(f"probes/{snapshot.snapshot_id}/"):
+        if fut.probes_of(snapshot.snapshot_id):
             raise violation("RES-4", "a step ran although the GPU request was refused")
         return
     for name, want in (("r0", 0), ("r1", 1), ("r2", 0)):
@@ -133,13 +133,7 @@ def test_unsupported_resource_kind_is_refused_or_warned(fut, capabilities, kind)
         except UnsupportedFeatureError as exc:
             if exc.feature != f"resources.{kind}":
                 raise violation("RES-5", f"refused with feature {exc.feature!r}, expected 'resources.{kind}'")
-            store = fut.run_store()
-            try:
-                runs = store.list_runs(snapshot_id=snapshot.snapshot_id)
-                ran = any(store.steps(run.id) for run in runs)
-            finally:
-                store.close()
-            if ran or fut.artifact_store().list(f"probes/{snapshot.snapshot_id}/"):
+            if fut.anything_ran(snapshot.snapshot_id):
                 raise violation("RES-5", f"a step ran although its {kind} request was refused")
             return
         raise violation("RES-5", f"{kind} is declared REJECTED but a step requesting it was accepted",

@@ -28,9 +28,9 @@ def assert_one_run_id(obs, requirement: str = "RUNID-1") -> str:
     (run_id,) = ids
     for step, records in obs.starts.items():
         for record in records:
-            if record["env_run_id"] != run_id:
+            if obs.run_id_env_var is not None and record["env_run_id"] != run_id:
                 raise violation("ENV-1", f"step {step!r}: the flavor's run-ID variable does not carry the run ID",
-                                variable=obs.snapshot.stack.orchestrator.flavor, seen=record["env_run_id"], run_id=run_id)
+                                variable=obs.run_id_env_var, seen=record["env_run_id"], run_id=run_id)
     if obs.run.orchestrator_run_id != run_id:
         raise violation(requirement, "the run record's orchestrator_run_id differs from what steps saw",
                         record=obs.run.orchestrator_run_id, steps=run_id)
@@ -107,11 +107,7 @@ def test_concurrent_submissions_of_one_snapshot_get_distinct_runs(fut):
     snapshot = fut.compile_dag(chain(1))
     submissions = 3
     observations = submit_at_once(fut, [snapshot] * submissions, only_this_run=True)
-    store = fut.run_store()
-    try:
-        records = store.list_runs(limit=100, snapshot_id=snapshot.snapshot_id)
-    finally:
-        store.close()
+    records = fut.runs_of(snapshot.snapshot_id)
     ids = sorted(r.orchestrator_run_id for r in records)
     if len(set(ids)) != submissions or len({obs.run.id for obs in observations}) != submissions:
         raise violation("RUNID-2", f"{submissions} concurrent submissions of one snapshot did not get {submissions} distinct runs",
@@ -131,11 +127,7 @@ def test_runs_of_one_snapshot_in_quick_succession_get_different_run_ids(fut):
     ids = [run_id_seen(fut.run(snapshot, only_this_run=True)) for _ in range(runs)]
     if len(set(ids)) != runs:
         raise violation("RUNID-2", "runs started one right after another reused a run ID", run_ids=ids)
-    store = fut.run_store()
-    try:
-        records = store.list_runs(limit=100, snapshot_id=snapshot.snapshot_id)
-    finally:
-        store.close()
+    records = fut.runs_of(snapshot.snapshot_id)
     if len(records) != runs:
         raise violation("RUNID-2", f"{runs} runs of one snapshot left {len(records)} run records (runs collided)",
                         run_ids=[r.orchestrator_run_id for r in records])
@@ -145,6 +137,7 @@ def test_runs_of_one_snapshot_in_quick_succession_get_different_run_ids(fut):
 @given(pipeline_length=st.integers(min_value=1, max_value=240), step_length=st.integers(min_value=1, max_value=190))
 @example(pipeline_length=240, step_length=190)
 def test_run_id_fits_the_limit_whatever_the_names(fut, pipeline_length, step_length):
+    pipeline_length, step_length = fut.longest_names(pipeline_length, step_length)
     step_name = ("s" * step_length)
     dag = {"nodes": [{"name": step_name, "upstream": [], "spec": {}}]}
     obs = fut.run(fut.compile_dag(dag, name="p" * pipeline_length))

@@ -1,0 +1,296 @@
+"""The ZenML side of the ZenML driver: ``python -m orcakit.conformance.zenml_runner ACTION``.
+
+Everything that imports ZenML to *do* something runs here, in a process of its own, with the
+session's throwaway ZenML config (``ZENML_CONFIG_PATH``) and analytics off, both set by the
+driver in this process's environment:
+
+- ``setup``: registers the orchestrator flavor under test (a ZenML flavor name, or a flavor
+  class by source), creates a stack around it and activates it; prints what the suite needs to
+  know of it (version, run-ID variable, capabilities derived from the orchestrator).
+- ``run``: builds one ZenML pipeline of probe steps from a probe DAG and runs it on that stack.
+  ZenML's local orchestrator runs every step inside the calling process, so a probe that kills
+  itself, or a step that never returns, must never be the suite's own process.
+
+Requests come as JSON on stdin, answers as one JSON line on stdout (the last line). This module
+is also the step code: inside a ``local_docker`` step container it is imported for
+:func:`zenml_probe` only (it needs ZenML, which that image has, and the cheap probe helpers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import uuid
+from typing import Any, Optional
+
+from zenml import get_step_context, pipeline, step
+from zenml.client import Client
+
+from orcakit.conformance.probes import probe_key, run_probe
+
+#: Probe records live under this folder of the stack's artifact store.
+PROBE_FOLDER = "orcakit-probes"
+#: Upstream inputs a probe step can take (ZenML steps have a fixed signature): the widest fan-in
+#: the suite draws is 6.
+MAX_INPUTS = 8
+STACK = "orcakit-conformance"
+
+
+def _artifact_store():
+    return Client().active_stack.artifact_store
+
+
+def put(key: str, data: bytes) -> None:
+    store = _artifact_store()
+    path = f"{store.path}/{PROBE_FOLDER}/{key}"
+    store.makedirs(path.rsplit("/", 1)[0])
+    partial = f"{path}.{uuid.uuid4().hex}.partial"
+    with store.open(partial, "wb") as handle:
+        handle.write(data)
+    store.rename(partial, path, overwrite=True)
+
+
+def probe_exists(prefix: str, suffix: str) -> bool:
+    store = _artifact_store()
+    folder = f"{store.path}/{PROBE_FOLDER}/{prefix}"
+    return store.exists(folder) and any(str(name).endswith(suffix) for name in store.listdir(folder))
+
+
+@step(enable_cache=False)
+def zenml_probe(spec: dict, in_0: Optional[dict] = None, in_1: Optional[dict] = None, in_2: Optional[dict] = None,
+                in_3: Optional[dict] = None, in_4: Optional[dict] = None, in_5: Optional[dict] = None,
+                in_6: Optional[dict] = None, in_7: Optional[dict] = None) -> dict:
+    """:func:`orcakit.conformance.probes.probe`, as a ZenML step: the same record, taken with
+    ZenML's own means (its step context, the active stack's orchestrator and artifact store)."""
+    context = get_step_context()
+    name = context.step_name
+    run_uuid = str(context.pipeline_run.id)
+    attempt = int(context.step_run.version)
+    snapshot_id = spec["snapshot_id"]
+    received = [in_0, in_1, in_2, in_3, in_4, in_5, in_6, in_7]
+    upstream = list(spec.get("upstream", []))
+    try:
+        run_id: Any = Client().active_stack.orchestrator.get_orchestrator_run_id()
+    except Exception as exc:  # noqa: BLE001 - what the step saw is the observation
+        run_id = f"<get_orchestrator_run_id() raised {type(exc).__name__}: {exc}>"
+    return run_probe(
+        spec, step=name, attempt=attempt, run_uuid=run_uuid, run_id=run_id,
+        context_run_id=context.pipeline_run.orchestrator_run_id, run_id_env_var=spec.get("run_id_env_var"),
+        inputs={f"in_{up}": (value or {}).get("token") for up, value in zip(upstream, received)},
+        ended=lambda up: probe_exists(f"{snapshot_id}/{run_uuid}/{up}/", ".end.json"),
+        put=lambda phase, data: put(probe_key(snapshot_id, run_uuid, name, attempt, phase).removeprefix("probes/"), data),
+    )
+
+
+def _step_options(node: dict) -> dict:
+    from zenml.config import ResourceSettings, StepRetryConfig
+
+    options: dict[str, Any] = {}
+    if node.get("resources"):
+        options["settings"] = {"resources": ResourceSettings(**node["resources"])}
+    if node.get("retry"):
+        options["retry"] = StepRetryConfig(**node["retry"])
+    if node.get("environment"):
+        options["environment"] = dict(node["environment"])
+    return options
+
+
+def probe_pipeline(dag: dict, common: dict) -> None:
+    """A ZenML pipeline of probes from a probe DAG (``harness.chain``/``strategies.dags``
+    format, compiled by the driver): one probe step per node, invoked under the node's name,
+    fed by its upstream steps' outputs (data edges give ZenML the upstream edges)."""
+    outputs: dict[str, Any] = {}
+    for node in dag["nodes"]:
+        upstream = list(node.get("upstream", []))
+        if len(upstream) > MAX_INPUTS:
+            raise ValueError(f"a probe step takes at most {MAX_INPUTS} upstream steps, {node['name']!r} has {len(upstream)}")
+        spec = {**node.get("spec", {}), **common, "upstream": upstream}
+        options = _step_options(node)
+        task = zenml_probe.with_options(**options) if options else zenml_probe
+        inputs = {f"in_{i}": outputs[up] for i, up in enumerate(upstream)}
+        outputs[node["name"]] = task(spec, id=node["name"], **inputs)
+
+
+def dynamic_probe_pipeline(width: int, common: dict) -> None:
+    """:func:`orcakit.conformance.probes.dynamic_probe_dag` in ZenML: root, ``width`` children
+    decided at run time, a join."""
+    root = zenml_probe({**common, "upstream": []}, id="root")
+    children = [zenml_probe({**common, "upstream": ["root"]}, in_0=root, id=f"child_{i}") for i in range(width)]
+    zenml_probe({**common, "upstream": [f"child_{i}" for i in range(width)]},
+                id="join", **{f"in_{i}": child for i, child in enumerate(children)})
+
+
+class _Warnings(logging.Handler):
+    """Keeps ZenML's warnings (what a flavor says when it ignores a request)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.messages.append(record.getMessage())
+        except Exception:  # noqa: BLE001 - a bad log call is not ours to fail on
+            pass
+
+
+def run(request: dict) -> dict:
+    from zenml.config import DockerSettings
+    from zenml.enums import ExecutionMode
+
+    caught = _Warnings()
+    logging.getLogger().addHandler(caught)
+    if not logging.getLogger("zenml").propagate:
+        logging.getLogger("zenml").addHandler(caught)
+    common = {"snapshot_id": request["snapshot_id"], "run_id_env_var": request.get("run_id_env_var")}
+    options: dict[str, Any] = {"run_name": request["run_name"]}
+    if request.get("environment"):
+        options["environment"] = request["environment"]
+    if request.get("mode"):
+        options["execution_mode"] = ExecutionMode(request["mode"])
+    if request.get("image"):
+        options["settings"] = {"docker": DockerSettings(parent_image=request["image"], skip_build=True,
+                                                        install_stack_requirements=False)}
+    if request.get("schedule"):
+        from zenml.config.schedule import Schedule
+
+        options["schedule"] = Schedule(**request["schedule"])
+    error = None
+    try:
+        # A pipeline of the snapshot's name (ZenML takes the name from the definition).
+        if request["kind"] == "dynamic":
+            definition = pipeline(name=request["name"], dynamic=True, enable_cache=False)(dynamic_probe_pipeline)
+            definition.with_options(**options)(width=request["width"], common={**common, "env_keys": request.get("env_keys", [])})
+        else:
+            definition = pipeline(name=request["name"], enable_cache=False)(probe_pipeline)
+            definition.with_options(**options)(dag=request["dag"], common=common)
+    except BaseException as exc:  # noqa: BLE001 - a failed run raises here; the records tell
+        error = {"type": f"{type(exc).__module__}.{type(exc).__name__}", "message": str(exc)[-4000:]}
+    run_uuid = None
+    try:
+        run_uuid = str(Client().get_pipeline_run(request["run_name"]).id)
+    except Exception:  # noqa: BLE001 - refused before a run existed
+        pass
+    return {"run": run_uuid, "error": error, "warnings": caught.messages}
+
+
+# -- setup ------------------------------------------------------------------------------------
+
+
+def _declared_run_id_variable(orchestrator: Any) -> str | None:
+    """The orchestrator's run-ID environment variable, where it declares one: an attribute
+    ``run_id_env_var`` (the orcakit convention), or a module constant ``ENV_*RUN_ID`` of the
+    orchestrator's module that its class reads (ZenML's own naming, e.g. local_docker's
+    ``ENV_ZENML_DOCKER_ORCHESTRATOR_RUN_ID``)."""
+    declared = getattr(orchestrator, "run_id_env_var", None)
+    if isinstance(declared, str) and declared:
+        return declared
+    import inspect
+
+    for cls in type(orchestrator).__mro__:
+        module = sys.modules.get(cls.__module__)
+        if module is None or cls.__module__.startswith("zenml.orchestrators.base"):
+            continue
+        try:
+            source = inspect.getsource(cls.get_orchestrator_run_id)
+        except (OSError, TypeError, AttributeError):
+            continue
+        for key, value in vars(module).items():
+            if key.startswith("ENV_") and key.endswith("RUN_ID") and isinstance(value, str) and key in source:
+                return value
+    return None
+
+
+def _capabilities(orchestrator: Any) -> dict:
+    """orcakit's capability manifest, derived from what the ZenML orchestrator says of itself
+    (see the driver's MAPPING for which parts are judgements)."""
+    from zenml.orchestrators import BaseOrchestrator
+    from zenml.orchestrators.local.local_orchestrator import LocalOrchestrator
+    from zenml.orchestrators.local_docker.local_docker_orchestrator import LocalDockerOrchestrator
+
+    sequential = isinstance(orchestrator, (LocalOrchestrator, LocalDockerOrchestrator))
+    # ZenML's local orchestrators log "ignoring resource configuration" per step: WARNED.
+    # Any other orchestrator is held to what the custom-orchestrator guide asks: respect them.
+    resources = "warned" if sequential else "enforced"
+    cls = type(orchestrator)
+    return {
+        "cpu": resources,
+        "memory": resources,
+        "gpu": resources,
+        "schedules": ["cron", "interval", "run_once"] if orchestrator.config.is_schedulable else [],
+        "dynamic_pipelines": bool(orchestrator.supports_dynamic_pipelines),
+        "native_retries": bool(orchestrator.config.handles_step_retries),
+        "parallel_steps": not sequential,
+        "stop_run": cls._stop_run is not BaseOrchestrator._stop_run,
+        "fetch_status": cls.fetch_status is not BaseOrchestrator.fetch_status,
+        "execution_modes": sorted(mode.value for mode in orchestrator.supported_execution_modes),
+    }
+
+
+def setup(request: dict) -> dict:
+    """Register the flavor (when given by source), create the orchestrator and the stack, and
+    describe them."""
+    import zenml
+    from zenml.enums import StackComponentType
+
+    client = Client()
+    flavor = request["flavor"]
+    if request.get("source"):
+        model = client.create_flavor(source=request["source"], component_type=StackComponentType.ORCHESTRATOR)
+        flavor = model.name
+    available = sorted({f.name for f in client.get_flavors_by_type(StackComponentType.ORCHESTRATOR)})
+    if flavor not in available:
+        return {"error": {"type": "unknown-flavor", "message": f"no ZenML orchestrator flavor named {flavor!r}",
+                          "available": available}}
+    from zenml.orchestrators import ContainerizedOrchestrator
+    from zenml.utils import source_utils
+
+    flavor_model = client.get_flavor_by_name_and_type(flavor, StackComponentType.ORCHESTRATOR)
+    flavor_class = source_utils.load(flavor_model.source)
+    # A containerized orchestrator runs steps in an image: the stack needs an image builder
+    # (the driver hands it a prebuilt image with skip_build, so nothing is built or pulled).
+    containerized = issubclass(flavor_class().implementation_class, ContainerizedOrchestrator)
+    try:
+        client.create_stack_component(name=STACK, flavor=flavor, component_type=StackComponentType.ORCHESTRATOR,
+                                      configuration=request.get("config", {}))
+    except Exception as exc:  # noqa: BLE001 - the config did not validate: the user's to fix
+        return {"error": {"type": "bad-config", "message": f"{type(exc).__name__}: {exc}"}}
+    components = {StackComponentType.ORCHESTRATOR: STACK,
+                  StackComponentType.ARTIFACT_STORE: client.active_stack_model.components[StackComponentType.ARTIFACT_STORE][0].name}
+    if containerized:
+        client.create_stack_component(name=STACK, flavor="local", component_type=StackComponentType.IMAGE_BUILDER, configuration={})
+        components[StackComponentType.IMAGE_BUILDER] = STACK
+    client.create_stack(name=STACK, components=components)
+    client.activate_stack(STACK)
+    stack = client.active_stack
+    orchestrator = stack.orchestrator
+    config_fields = sorted(type(orchestrator.config).model_fields)
+    return {
+        "flavor": flavor,
+        "zenml_version": zenml.__version__,
+        "orchestrator_class": f"{type(orchestrator).__module__}.{type(orchestrator).__qualname__}",
+        "flavor_class": f"{flavor_class.__module__}.{flavor_class.__qualname__}",
+        "run_id_env_var": _declared_run_id_variable(orchestrator),
+        "capabilities": _capabilities(orchestrator),
+        "config": json.loads(orchestrator.config.model_dump_json()),
+        "config_fields": config_fields,
+        "artifact_store": stack.artifact_store.path,
+        "store_url": client.zen_store.config.url,
+        "local_stores": str(zenml.config.global_config.GlobalConfiguration().local_stores_path),
+        "containerized": containerized,
+    }
+
+
+def main() -> int:
+    action = sys.argv[1]
+    request = json.load(sys.stdin)
+    answer = {"setup": setup, "run": run}[action](request)
+    sys.stdout.write("\n" + json.dumps(answer, default=str) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
