@@ -46,7 +46,7 @@ from orcakit.redaction import redact
 from orcakit.reference import AttemptRecord, RunRecord, StepRecord
 
 from .driver import Driver
-from .harness import HarnessError, compile_probe_dag, RunObservation, StatusWatch, live_step_processes, supervise, secret_config_values, sql_rows, violation
+from .harness import HarnessError, compile_probe_dag, RunObservation, StatusWatch, live_step_processes, supervise, secret_config_values, sql_rows
 from .probes import dynamic_probe_dag
 
 #: The image ``local_docker`` (any containerized ZenML orchestrator) runs steps in: ZenML, the
