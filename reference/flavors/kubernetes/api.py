@@ -143,7 +143,6 @@ class ListWatch:
                  **selectors: Any) -> None:
         self.list_call, self.namespace, self.selectors = list_call, namespace, selectors
         self.watch_seconds, self.relist_each_stream = watch_seconds, relist_each_stream
-        self.relists = 0
         self._stream: EventStream | None = None
         self._closed = threading.Event()
 
@@ -162,7 +161,6 @@ class ListWatch:
             try:
                 if version is None:
                     listing = body(self.list_call(self.namespace, _preload_content=False, **self.selectors))
-                    self.relists += 1
                     if on_list(listing.get("items", [])):
                         return
                     version = (listing.get("metadata") or {}).get("resourceVersion") or ""
@@ -199,10 +197,6 @@ class PodWatcher:
         self._watch = ListWatch(core.list_namespaced_pod, namespace, watch_seconds=WATCH_SECONDS, label_selector=label_selector)
         self._thread = threading.Thread(target=self._run, name=f"orcakit-watch-{label_selector[-12:]}", daemon=True)
         self._thread.start()
-
-    @property
-    def relists(self) -> int:
-        return self._watch.relists
 
     def close(self) -> None:
         self._watch.close()
