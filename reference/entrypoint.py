@@ -104,14 +104,17 @@ class StepRunner:
             self._store = RunStore(self.snapshot.stack.run_store, create_tables=False)
         return self._store
 
-    def attach(self) -> tuple[str, str]:
-        """``(orchestrator_run_id, run uuid)`` of the run this process belongs to."""
+    def attach(self, step_name: str | None = None) -> tuple[str, str, int | None]:
+        """``(orchestrator_run_id, run uuid, attempt)`` of the run this process belongs to; with
+        ``step_name``, also starts that step's next attempt, in the same transaction (one write
+        transaction instead of two on every step's path)."""
         run_id = check_run_id(self.orchestrator.get_orchestrator_run_id(), self.orchestrator.flavor.name)
-        run = self.store.get_or_create_run(
-            self.snapshot.snapshot_id, run_id, self.snapshot.pipeline_name, self.orchestrator.flavor.name,
-            placeholder_id=os.environ.get(PLACEHOLDER_RUN_ENV),
-        )
-        return run_id, run.id
+        args = (self.snapshot.snapshot_id, run_id, self.snapshot.pipeline_name, self.orchestrator.flavor.name)
+        placeholder = os.environ.get(PLACEHOLDER_RUN_ENV)
+        if step_name is None:
+            return run_id, self.store.get_or_create_run(*args, placeholder_id=placeholder).id, None
+        run, attempt = self.store.attach_step(*args, placeholder, step_name)
+        return run_id, run.id, attempt
 
     def step_spec(self, step_name: str) -> StepSpec:
         """The step, unsealed with the secrets of this process's environment (the step's own)."""
@@ -125,12 +128,11 @@ class StepRunner:
     def run_step(self, step_name: str) -> int:
         try:
             spec = self.step_spec(step_name)
-            run_id, run_uuid = self.attach()
+            run_id, run_uuid, attempt = self.attach(step_name)
         except Exception:
             traceback.print_exc()
             print(f"orcakit: step {step_name!r} could not attach to its run; nothing was recorded", file=sys.stderr)
             return EXIT_NOT_ATTACHED
-        attempt = self.store.start_attempt(run_uuid, step_name)
         try:
             func = import_source(spec.source, self.snapshot.source_roots)
             func = func.func if isinstance(func, Step) else func
@@ -153,23 +155,22 @@ class StepRunner:
             traceback.print_exc()
             reason = f"{type(exc).__name__}: {exc}".strip()
             status = self.store.finish_attempt(
-                run_uuid, step_name, attempt, succeeded=False, total_attempts=spec.total_attempts, reason=reason[:4000]
+                run_uuid, step_name, attempt, succeeded=False, total_attempts=spec.total_attempts, reason=reason[:4000],
+                finalize=self._finalize_steps(),
             )
-            self._finalize(run_uuid)
             print(f"orcakit: step {step_name!r} attempt {attempt} failed ({reason.splitlines()[0][:200]}); step is now {status.name}", file=sys.stderr)
             return EXIT_FAILED
         self.store.finish_attempt(
-            run_uuid, step_name, attempt, succeeded=True, total_attempts=spec.total_attempts, outputs={"output": uri}
+            run_uuid, step_name, attempt, succeeded=True, total_attempts=spec.total_attempts, outputs={"output": uri},
+            finalize=self._finalize_steps(),
         )
-        self._finalize(run_uuid)
         return EXIT_COMPLETED
 
-    def _finalize(self, run_uuid: str) -> None:
-        # The last step to finish derives the run's status, so flavors without a waiting
-        # client (a cluster) still end runs in a terminal status. Dynamic runs are finalized
-        # by their orchestration environment instead.
-        if not self.snapshot.dynamic:
-            self.store.finalize_run(run_uuid, list(self.snapshot.steps))
+    def _finalize_steps(self) -> list[str] | None:
+        # The last step to finish derives the run's status (in the transaction that ends its
+        # attempt), so flavors without a waiting client (a cluster) still end runs in a
+        # terminal status. Dynamic runs are finalized by their orchestration environment instead.
+        return None if self.snapshot.dynamic else list(self.snapshot.steps)
 
     def load_output(self, run_uuid: str, ref: ArtifactRef) -> Any:
         return dematerialize(self.artifacts.get(output_key(run_uuid, ref.step, ref.output)))
@@ -178,7 +179,7 @@ class StepRunner:
 
     def orchestrate(self) -> int:
         """Run a dynamic pipeline's function live; each step call runs as an isolated step."""
-        run_id, run_uuid = self.attach()
+        run_id, run_uuid, _ = self.attach()
         self.store.set_run_status(run_uuid, ExecutionStatus.RUNNING)
         base_env = {SNAPSHOT_ID_ENV: self.snapshot.snapshot_id, **self.snapshot.environment}
 

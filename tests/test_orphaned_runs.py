@@ -24,7 +24,7 @@ from orcakit import ExecutionStatus
 from orcakit.reference import ConfigStore, RunStore
 from orcakit.reference._runtime import leases
 from orcakit.reference._runtime.leases import Heartbeat, current_driver, orphaned_because
-from orcakit.reference._runtime.run_store import _Base
+from orcakit.reference._runtime.run_store import METADATA
 from orcakit.reference.flavors.local import RUN_ID_ENV, cgroups, leftovers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -322,7 +322,7 @@ def test_heartbeat_stop_releases_the_lease(store: RunStore) -> None:
 
 def test_a_store_made_before_leases_existed_gains_them(store_url: str) -> None:
     """The previous orcakit created every table but ``run_leases``; opening such a store adds it."""
-    old_tables = [table for name, table in _Base.metadata.tables.items() if name != "run_leases"]
+    old_tables = [table for name, table in METADATA.tables.items() if name != "run_leases"]
     url = store_url
     schema = None
     if not store_url.startswith("sqlite"):
@@ -333,7 +333,7 @@ def test_a_store_made_before_leases_existed_gains_them(store_url: str) -> None:
         url = f"{store_url}{'&' if '?' in store_url else '?'}options=-csearch_path%3D{schema}"
     try:
         engine = create_engine(url)
-        _Base.metadata.create_all(engine, tables=old_tables)
+        METADATA.create_all(engine, tables=old_tables)
         with engine.connect() as connection:
             assert "run_leases" not in _table_names(connection)
         engine.dispose()

@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 
 from orcakit import ExecutionStatus, StoreError
 from orcakit.reference import RunStore
-from orcakit.reference._runtime.run_store import PipelineRunRow
+from orcakit.reference._runtime.run_store import RUNS
 
 S = ExecutionStatus
 #: Separate processes racing for one run (the issue asks for at least 100).
@@ -33,9 +33,9 @@ def new_snapshot_id() -> str:
     return f"test-{uuid.uuid4().hex}"
 
 
-def run_rows(store: RunStore, snapshot_id: str) -> list[PipelineRunRow]:
-    with store._session() as session:
-        return list(session.scalars(select(PipelineRunRow).where(PipelineRunRow.snapshot_id == snapshot_id)))
+def run_rows(store: RunStore, snapshot_id: str) -> list:
+    with store._read() as connection:
+        return list(connection.execute(select(RUNS).where(RUNS.c.snapshot_id == snapshot_id)))
 
 
 def racers_for(store: RunStore) -> int:
@@ -43,9 +43,9 @@ def racers_for(store: RunStore) -> int:
     holds one; ``max_connections`` is often exactly 100)."""
     if not store.url.startswith("postgresql"):
         return RACERS
-    with store._session() as session:
-        limit = int(session.execute(text("SHOW max_connections")).scalar())
-        in_use = int(session.execute(text("SELECT count(*) FROM pg_stat_activity")).scalar())
+    with store._read() as connection:
+        limit = int(connection.execute(text("SHOW max_connections")).scalar())
+        in_use = int(connection.execute(text("SELECT count(*) FROM pg_stat_activity")).scalar())
     return max(10, min(RACERS, limit - in_use - 10))
 
 

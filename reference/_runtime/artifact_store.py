@@ -18,7 +18,7 @@ from typing import Any
 
 from orcakit import ArtifactNotFoundError, PipelineSnapshot, StepSpec, StoreError, seal, seal_step
 
-from .stores import ArtifactStoreKind, artifact_store_kind
+from .store_urls import ArtifactStoreKind, artifact_store_kind
 
 
 class ArtifactStore(ABC):

@@ -4,20 +4,18 @@ with one of them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from orcakit import StoreError
-
-if TYPE_CHECKING:
-    from .run_store import RunRecord
 
 #: How many candidates an ambiguous prefix lists (the newest; more are only counted as "...").
 AMBIGUOUS_SHOWN = 10
 
 
-def ambiguous_prefix(prefix: str, candidates: "list[RunRecord]") -> StoreError:
+def ambiguous_prefix(prefix: str, candidates: list[Any]) -> StoreError:
     """The error for ``prefix`` fitting several runs; ``candidates`` are the newest of them (at
-    most ``AMBIGUOUS_SHOWN + 1``: one more than shown says that there are more)."""
+    most ``AMBIGUOUS_SHOWN + 1``: one more than shown says that there are more), as run records
+    (``run_store.RunRecord``; not imported: the run store imports this module)."""
     lines = [
         f"{run.id}  {run.pipeline_name}  {run.status.value}  {run.created_at:%Y-%m-%d %H:%M:%S}"
         for run in candidates[:AMBIGUOUS_SHOWN]

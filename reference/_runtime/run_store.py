@@ -1,4 +1,4 @@
-"""The run store: pipeline runs, step runs and attempts, on SQLAlchemy.
+"""The run store: pipeline runs, step runs and attempts, on SQLAlchemy Core.
 
 SQLite (a file) is the embedded default for one machine; any SQLAlchemy URL works for
 multi-node set-ups (PostgreSQL: ``postgresql+psycopg://...``).
@@ -7,6 +7,12 @@ The invariant everything rests on (SPEC STORE-1): a run is identified by
 ``(snapshot_id, orchestrator_run_id)`` under a unique constraint, and
 :meth:`RunStore.get_or_create_run` is the only way a step attaches to a run. However many first
 steps race, they converge on one row: the loser of an insert race reads the winner's row.
+
+Core, not the ORM: every step process opens the store, writes a few rows and exits, so it gains
+nothing from a unit of work or an identity map, and importing and configuring the ORM cost
+more than a fork-launched step's whole budget (tens of ms of CPU; benchmarks/README.md). A step
+makes two write transactions: :meth:`RunStore.attach_step` (attach + start the attempt) and
+:meth:`RunStore.finish_attempt` (end it + derive the run's status).
 """
 
 from __future__ import annotations
@@ -14,34 +20,38 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from sqlalchemy import (
+    Column,
     DateTime,
     ForeignKey,
     Integer,
+    MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     create_engine,
     delete,
     event,
     func,
+    insert,
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from orcakit import ExecutionStatus, StoreError
 from orcakit.orchestrator import MAX_RUN_ID_LENGTH
 
 from .faults import sqlite_folder, translate_sqlite_faults
 from .run_ids import AMBIGUOUS_SHOWN, ambiguous_prefix
-from .stores import RunStoreKind, run_store_kind, sqlite_database
+from .store_urls import RunStoreKind, run_store_kind, sqlite_database
 
 S = ExecutionStatus
 
@@ -50,80 +60,82 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class _Base(DeclarativeBase):
-    pass
+#: The schema. Column types, nullability, defaults, constraint and index names are those the
+#: earlier ORM declaration created, so stores made by an earlier orcakit open unchanged.
+METADATA = MetaData()
 
-
-class PipelineRunRow(_Base):
-    __tablename__ = "pipeline_runs"
-    __table_args__ = (UniqueConstraint("snapshot_id", "orchestrator_run_id", name="uq_run_per_snapshot"),)
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    snapshot_id: Mapped[str] = mapped_column(String(64), index=True)
+RUNS = Table(
+    "pipeline_runs",
+    METADATA,
+    Column("id", String(32), primary_key=True),
+    Column("snapshot_id", String(64), nullable=False, index=True),
     # NULL while the run is a placeholder the client created before submission.
-    orchestrator_run_id: Mapped[str | None] = mapped_column(String(MAX_RUN_ID_LENGTH), nullable=True)
-    pipeline_name: Mapped[str] = mapped_column(String(255))
-    orchestrator: Mapped[str] = mapped_column(String(255), default="")
-    status: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+    Column("orchestrator_run_id", String(MAX_RUN_ID_LENGTH), nullable=True),
+    Column("pipeline_name", String(255), nullable=False),
+    Column("orchestrator", String(255), nullable=False, default=""),
+    Column("status", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("metadata_json", Text, nullable=False, default="{}"),
+    UniqueConstraint("snapshot_id", "orchestrator_run_id", name="uq_run_per_snapshot"),
+)
 
+STEPS = Table(
+    "step_runs",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", ForeignKey("pipeline_runs.id"), nullable=False, index=True),
+    Column("step_name", String(255), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("outputs_json", Text, nullable=False, default="{}"),
+    UniqueConstraint("run_id", "step_name", name="uq_step_per_run"),
+)
 
-class StepRunRow(_Base):
-    __tablename__ = "step_runs"
-    __table_args__ = (UniqueConstraint("run_id", "step_name", name="uq_step_per_run"),)
+ATTEMPTS = Table(
+    "step_attempts",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("step_run_id", ForeignKey("step_runs.id"), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("host", String(255), nullable=False, default=""),
+    UniqueConstraint("step_run_id", "attempt", name="uq_attempt"),
+)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id"), index=True)
-    step_name: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(32))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    outputs_json: Mapped[str] = mapped_column(Text, default="{}")
-
-
-class StepAttemptRow(_Base):
-    __tablename__ = "step_attempts"
-    __table_args__ = (UniqueConstraint("step_run_id", "attempt", name="uq_attempt"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    step_run_id: Mapped[int] = mapped_column(ForeignKey("step_runs.id"), index=True)
-    attempt: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(32))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    host: Mapped[str] = mapped_column(String(255), default="")
-
-
-class RunLeaseRow(_Base):
-    """Who drives a run from a client process, and when it last said it was alive (see
-    :mod:`.leases`). Its own table rather than columns on ``pipeline_runs``: a run store made
-    by an earlier orcakit gains it through ``create_all`` alone (no ALTER TABLE, no race
-    between processes migrating at once), and runs driven by something other than a client
-    (an orchestrator pod) simply have no row, so no client ever mistakes them for orphans."""
-
-    __tablename__ = "run_leases"
-
-    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id"), primary_key=True)
+# Who drives a run from a client process, and when it last said it was alive (see
+# :mod:`.leases`). Its own table rather than columns on ``pipeline_runs``: a run store made by an
+# earlier orcakit gains it through ``create_all`` alone (no ALTER TABLE, no race between
+# processes migrating at once), and runs driven by something other than a client (an
+# orchestrator pod) simply have no row, so no client ever mistakes them for orphans.
+LEASES = Table(
+    "run_leases",
+    METADATA,
+    Column("run_id", ForeignKey("pipeline_runs.id"), primary_key=True),
     # The backend's run ID as the driver chose it: known before any step attached, so that
     # whoever reaps the run can kill what the backend started even then.
-    orchestrator_run_id: Mapped[str] = mapped_column(String(MAX_RUN_ID_LENGTH))
-    host: Mapped[str] = mapped_column(String(255))
-    pid: Mapped[int] = mapped_column(Integer)
+    Column("orchestrator_run_id", String(MAX_RUN_ID_LENGTH), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
     # What makes (host, pid) one process: boot ID, PID namespace and start time (see leases).
-    process: Mapped[str] = mapped_column(String(255))
+    Column("process", String(255), nullable=False),
     # Written with the database's clock (func.now()) and compared with it, so clock skew
     # between client machines does not matter.
-    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
     # Counts heartbeats: the version a reaper's take-over is conditional on (comparing
     # timestamps would depend on how each dialect stores them).
-    beat: Mapped[int] = mapped_column(Integer, default=0)
+    Column("beat", Integer, nullable=False, default=0),
+)
+
+_HOST = socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -177,7 +189,8 @@ class LeaseRecord:
     age: float
 
 
-def _run_record(row: PipelineRunRow) -> RunRecord:
+def _run_record(row: Any) -> RunRecord:
+    """From a ``pipeline_runs`` row (or anything with its columns as attributes)."""
     return RunRecord(
         id=row.id,
         snapshot_id=row.snapshot_id,
@@ -193,7 +206,7 @@ def _run_record(row: PipelineRunRow) -> RunRecord:
     )
 
 
-def _step_record(row: StepRunRow) -> StepRecord:
+def _step_record(row: Any) -> StepRecord:
     return StepRecord(
         step_name=row.step_name,
         status=ExecutionStatus(row.status),
@@ -258,6 +271,27 @@ def redact_url(url: str) -> str:
         return "<unparseable URL>"
 
 
+@dataclass(frozen=True)
+class _Finished:
+    """:meth:`RunStore._start_attempt`'s answer for a step that already ended: raised by the
+    caller once the transaction (which may have taken over the run) has committed."""
+
+    status: str
+
+    def error(self, run_id: str, step_name: str) -> StoreError:
+        return StoreError(
+            f"step {step_name!r} of run {run_id} already ended {self.status.upper()}; it cannot start again",
+            why="a step runs at most once per attempt, and a finished step is never re-run within its run",
+            fix="start a new run",
+        )
+
+
+class _Values(dict):
+    """Column values as attributes, for :func:`_run_record` on rows this process just wrote."""
+
+    __getattr__ = dict.__getitem__
+
+
 class RunStore:
     """Records of runs, steps and attempts. Safe for concurrent use from many processes."""
 
@@ -270,7 +304,7 @@ class RunStore:
         if not create_tables:
             return
         try:
-            _Base.metadata.create_all(self._engine)
+            METADATA.create_all(self._engine)
         except IntegrityError:  # another process created the tables at the same moment
             pass
         except OperationalError as exc:
@@ -285,58 +319,63 @@ class RunStore:
         if self._read_engine is not None:
             self._read_engine.dispose()
 
-    def _session(self) -> Session:
-        return Session(self._engine, expire_on_commit=False)
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (on SQLite, BEGIN IMMEDIATE: see :func:`_engine`)."""
+        with self._engine.begin() as connection:
+            yield connection
 
-    def warm_up(self) -> None:
-        """Pay once, here, what a process otherwise pays on its first use of the store (the SQL
-        dialect, ORM mapper configuration, compiling each statement a step runs: tens of
-        milliseconds). A fork server calls this so that every forked step inherits a warm
-        engine. Every statement runs inside a transaction that is rolled back — nothing is
-        written — and the connections are closed afterwards, so none crosses a fork."""
-        from sqlalchemy.orm import configure_mappers
-
-        configure_mappers()
-        with self._engine.connect() as connection:
-            transaction = connection.begin()
-            self._session = lambda: Session(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
-            try:
-                run = self.create_placeholder_run("warm-up", "warm-up", "warm-up")
-                run = self.get_or_create_run("warm-up", "warm-up", "warm-up", "warm-up", placeholder_id=run.id)
-                attempt = self.start_attempt(run.id, "warm-up")
-                self.finish_attempt(run.id, "warm-up", attempt, succeeded=True, total_attempts=1, outputs={"output": "-"})
-                self.finalize_run(run.id, ["warm-up"])
-            finally:
-                del self._session  # the class's own method again
-                transaction.rollback()
-        self.step("warm-up", "warm-up")  # the read path, on the reader engine
-        self.close()
-
-    def _reader(self) -> Session:
-        """A session for reads only (on SQLite: deferred transactions, so polling a run's
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for reads only (on SQLite: deferred transactions, so polling a run's
         progress never queues behind the step processes that write it)."""
         if self._read_engine is None:
             self._read_engine = (
                 self._engine if run_store_kind(self.url) is RunStoreKind.NETWORK else _engine(self.url, immediate=False)
             )
-        return Session(self._read_engine, expire_on_commit=False)
+        with self._read_engine.connect() as connection:
+            yield connection
+
+    def warm_up(self) -> None:
+        """Pay once, here, what a process otherwise pays on its first use of the store (the SQL
+        dialect, compiling each statement a step runs: milliseconds). A fork server calls this
+        so that every forked step inherits a warm engine (its compiled-statement cache). Every
+        statement runs inside a transaction that is rolled back — nothing is written — and the
+        connections are closed afterwards, so none crosses a fork."""
+        with self._engine.connect() as connection:
+            transaction = connection.begin()
+
+            @contextmanager
+            def savepoint() -> Iterator[Connection]:
+                with connection.begin_nested():
+                    yield connection
+
+            self._write = savepoint  # the same statements, in the rolled-back transaction
+            try:
+                run = self.create_placeholder_run("warm-up", "warm-up", "warm-up")
+                # the two calls a step makes (StepRunner.run_step)
+                run, attempt = self.attach_step("warm-up", "warm-up", "warm-up", "warm-up", run.id, "warm-up")
+                self.finish_attempt(
+                    run.id, "warm-up", attempt, succeeded=True, total_attempts=1, outputs={"output": "-"}, finalize=["warm-up"]
+                )
+            finally:
+                del self._write  # the class's own method again
+                transaction.rollback()
+        self.step("warm-up", "warm-up")  # the read path, on the reader engine
+        self.close()
 
     # -- runs --------------------------------------------------------------------------------
 
     def create_placeholder_run(self, snapshot_id: str, pipeline_name: str, orchestrator: str) -> RunRecord:
         """The run the client creates before submission; the first step takes it over."""
-        row = PipelineRunRow(
-            id=uuid.uuid4().hex,
-            snapshot_id=snapshot_id,
-            orchestrator_run_id=None,
-            pipeline_name=pipeline_name,
-            orchestrator=orchestrator,
-            status=S.INITIALIZING.value,
-            created_at=_now(),
+        values = _Values(
+            id=uuid.uuid4().hex, snapshot_id=snapshot_id, orchestrator_run_id=None, pipeline_name=pipeline_name,
+            orchestrator=orchestrator, status=S.INITIALIZING.value, created_at=_now(), started_at=None, ended_at=None,
+            reason=None, metadata_json="{}",
         )
-        with self._session() as session, session.begin():
-            session.add(row)
-        return _run_record(row)
+        with self._write() as connection:
+            connection.execute(insert(RUNS).values(**values))
+        return _run_record(values)
 
     def get_or_create_run(
         self, snapshot_id: str, orchestrator_run_id: str, pipeline_name: str, orchestrator: str = "",
@@ -345,58 +384,72 @@ class RunStore:
         """The run for ``(snapshot_id, orchestrator_run_id)``: found, or the submission's
         placeholder (``placeholder_id``) taken over, or created. Race-safe: concurrent callers
         all get the same run."""
+        return self._attach(snapshot_id, orchestrator_run_id, pipeline_name, orchestrator, placeholder_id, None)[0]
+
+    def attach_step(
+        self, snapshot_id: str, orchestrator_run_id: str, pipeline_name: str, orchestrator: str,
+        placeholder_id: str | None, step_name: str,
+    ) -> tuple[RunRecord, int]:
+        """:meth:`get_or_create_run` then :meth:`start_attempt`, in one transaction: a step's
+        first write takes the write lock once, not twice."""
+        return self._attach(snapshot_id, orchestrator_run_id, pipeline_name, orchestrator, placeholder_id, step_name)
+
+    def _attach(
+        self, snapshot_id: str, orchestrator_run_id: str, pipeline_name: str, orchestrator: str,
+        placeholder_id: str | None, step_name: str | None,
+    ) -> tuple[RunRecord, Any]:
         for _ in range(50):
-            with self._session() as session:
-                try:
-                    with session.begin():
-                        found = session.scalar(
-                            select(PipelineRunRow).where(
-                                PipelineRunRow.snapshot_id == snapshot_id,
-                                PipelineRunRow.orchestrator_run_id == orchestrator_run_id,
-                            )
-                        )
-                        if found is not None:
-                            return _run_record(found)
-                        if placeholder_id is not None:
-                            # Conditional update: only one racer can turn NULL into its ID.
-                            taken = session.execute(
-                                update(PipelineRunRow)
-                                .where(
-                                    PipelineRunRow.id == placeholder_id,
-                                    PipelineRunRow.snapshot_id == snapshot_id,
-                                    PipelineRunRow.orchestrator_run_id.is_(None),
-                                )
-                                .values(orchestrator_run_id=orchestrator_run_id, status=S.RUNNING.value, started_at=_now())
-                            ).rowcount
-                            if taken == 1:
-                                return _run_record(session.get(PipelineRunRow, placeholder_id, populate_existing=True))
-                        row = PipelineRunRow(
-                            id=uuid.uuid4().hex,
-                            snapshot_id=snapshot_id,
-                            orchestrator_run_id=orchestrator_run_id,
-                            pipeline_name=pipeline_name,
-                            orchestrator=orchestrator,
-                            status=S.RUNNING.value,
-                            created_at=_now(),
-                            started_at=_now(),
-                        )
-                        session.add(row)
-                    return _run_record(row)
-                except IntegrityError:
-                    # Lost the insert race: go round again and read the winner's row.
-                    continue
+            try:
+                with self._write() as connection:
+                    run = self._get_or_create_run(
+                        connection, snapshot_id, orchestrator_run_id, pipeline_name, orchestrator, placeholder_id
+                    )
+                    attempt = None if step_name is None else self._start_attempt(connection, run.id, step_name)
+            except IntegrityError:
+                # Lost the insert race: go round again and read the winner's row.
+                continue
+            if isinstance(attempt, _Finished):
+                raise attempt.error(run.id, step_name)
+            return run, attempt
         raise StoreError(
             f"could not attach to run ({snapshot_id}, {orchestrator_run_id!r}) after 50 tries",
             fix="check the run store is not being rewritten concurrently by something other than orcakit",
         )
 
+    def _get_or_create_run(
+        self, connection: Connection, snapshot_id: str, orchestrator_run_id: str, pipeline_name: str,
+        orchestrator: str, placeholder_id: str | None,
+    ) -> RunRecord:
+        found = connection.execute(
+            select(RUNS).where(RUNS.c.snapshot_id == snapshot_id, RUNS.c.orchestrator_run_id == orchestrator_run_id)
+        ).first()
+        if found is not None:
+            return _run_record(found)
+        now = _now()
+        if placeholder_id is not None:
+            # Conditional update: only one racer can turn NULL into its ID.
+            taken = connection.execute(
+                update(RUNS)
+                .where(RUNS.c.id == placeholder_id, RUNS.c.snapshot_id == snapshot_id, RUNS.c.orchestrator_run_id.is_(None))
+                .values(orchestrator_run_id=orchestrator_run_id, status=S.RUNNING.value, started_at=now)
+            ).rowcount
+            if taken == 1:
+                return _run_record(connection.execute(select(RUNS).where(RUNS.c.id == placeholder_id)).one())
+        values = _Values(
+            id=uuid.uuid4().hex, snapshot_id=snapshot_id, orchestrator_run_id=orchestrator_run_id,
+            pipeline_name=pipeline_name, orchestrator=orchestrator, status=S.RUNNING.value,
+            created_at=now, started_at=now, ended_at=None, reason=None, metadata_json="{}",
+        )
+        connection.execute(insert(RUNS).values(**values))  # a lost insert race raises IntegrityError
+        return _run_record(values)
+
     def get_run(self, run_id: str) -> RunRecord:
-        with self._reader() as session:
-            row = session.get(PipelineRunRow, run_id)
+        with self._read() as connection:
+            row = connection.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
             if row is None and run_id:
                 # autoescape: run IDs are hex, but a typed '_' or '%' must not act as a wildcard.
-                query = select(PipelineRunRow).where(PipelineRunRow.id.startswith(run_id, autoescape=True))
-                matches = session.scalars(query.order_by(PipelineRunRow.created_at.desc()).limit(AMBIGUOUS_SHOWN + 1)).all()
+                query = select(RUNS).where(RUNS.c.id.startswith(run_id, autoescape=True))
+                matches = connection.execute(query.order_by(RUNS.c.created_at.desc()).limit(AMBIGUOUS_SHOWN + 1)).all()
                 if len(matches) > 1:
                     raise ambiguous_prefix(run_id, [_run_record(match) for match in matches])
                 row = matches[0] if matches else None
@@ -405,38 +458,39 @@ class RunStore:
             return _run_record(row)
 
     def find_run(self, snapshot_id: str, orchestrator_run_id: str) -> RunRecord | None:
-        with self._reader() as session:
-            row = session.scalar(
-                select(PipelineRunRow).where(
-                    PipelineRunRow.snapshot_id == snapshot_id, PipelineRunRow.orchestrator_run_id == orchestrator_run_id
-                )
-            )
+        with self._read() as connection:
+            row = connection.execute(
+                select(RUNS).where(RUNS.c.snapshot_id == snapshot_id, RUNS.c.orchestrator_run_id == orchestrator_run_id)
+            ).first()
             return None if row is None else _run_record(row)
 
     def list_runs(self, limit: int = 50, snapshot_id: str | None = None) -> list[RunRecord]:
-        with self._reader() as session:
-            query = select(PipelineRunRow).order_by(PipelineRunRow.created_at.desc()).limit(limit)
+        with self._read() as connection:
+            query = select(RUNS).order_by(RUNS.c.created_at.desc()).limit(limit)
             if snapshot_id is not None:
-                query = query.where(PipelineRunRow.snapshot_id == snapshot_id)
-            return [_run_record(row) for row in session.scalars(query)]
+                query = query.where(RUNS.c.snapshot_id == snapshot_id)
+            return [_run_record(row) for row in connection.execute(query)]
 
     def set_run_status(self, run_id: str, status: ExecutionStatus, reason: str | None = None, metadata: dict | None = None) -> RunRecord:
         """Move a run to ``status`` if the transition is allowed (terminal statuses stick)."""
-        with self._session() as session, session.begin():
-            row = session.get(PipelineRunRow, run_id, with_for_update=True)
+        with self._write() as connection:
+            row = connection.execute(select(RUNS).where(RUNS.c.id == run_id).with_for_update()).first()
             if row is None:
                 raise StoreError(f"no run {run_id!r} in the run store")
+            changes: dict[str, Any] = {}
             if ExecutionStatus(row.status).can_become(status):
-                row.status = status.value
+                changes["status"] = status.value
                 if status is S.RUNNING and row.started_at is None:
-                    row.started_at = _now()
+                    changes["started_at"] = _now()
                 if status.is_finished and row.ended_at is None:
-                    row.ended_at = _now()
+                    changes["ended_at"] = _now()
                 if reason:
-                    row.reason = reason
+                    changes["reason"] = reason
             if metadata:
-                row.metadata_json = json.dumps({**json.loads(row.metadata_json or "{}"), **metadata}, default=str)
-            return _run_record(row)
+                changes["metadata_json"] = json.dumps({**json.loads(row.metadata_json or "{}"), **metadata}, default=str)
+            if changes:
+                connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(**changes))
+            return _run_record(_Values({**row._asdict(), **changes}))
 
     # -- the one stop channel ----------------------------------------------------------------
 
@@ -456,117 +510,136 @@ class RunStore:
 
         With ``step_names`` (the snapshot's steps), steps without a record count as not finished.
         """
-        with self._session() as session, session.begin():
-            row = session.get(PipelineRunRow, run_id, with_for_update=True)
-            steps = {s.step_name: ExecutionStatus(s.status) for s in session.scalars(select(StepRunRow).where(StepRunRow.run_id == run_id))}
-            names = step_names if step_names is not None else list(steps)
-            statuses = [steps.get(name, S.INITIALIZING) for name in names]
-            if not all(status.is_finished for status in statuses):
-                status = S.RUNNING
-            elif any(status is S.FAILED for status in statuses):
-                status = S.FAILED
-            elif stopped or any(status is S.STOPPED for status in statuses):
-                status = S.STOPPED
-            else:
-                status = S.COMPLETED
-            current = ExecutionStatus(row.status)
-            if current != status and current.can_become(status):
-                row.status = status.value
-                if status.is_finished:
-                    row.ended_at = _now()
-                if status is S.FAILED:
-                    failed = [name for name, s in zip(names, statuses) if s is S.FAILED]
-                    row.reason = f"step(s) failed: {', '.join(failed)}"
-            return _run_record(row)
+        with self._write() as connection:
+            return self._finalize_run(connection, run_id, step_names, stopped)
+
+    def _finalize_run(self, connection: Connection, run_id: str, step_names: list[str] | None, stopped: bool = False) -> RunRecord:
+        row = connection.execute(select(RUNS).where(RUNS.c.id == run_id).with_for_update()).one()
+        steps = {
+            name: ExecutionStatus(status)
+            for name, status in connection.execute(select(STEPS.c.step_name, STEPS.c.status).where(STEPS.c.run_id == run_id))
+        }
+        names = step_names if step_names is not None else list(steps)
+        statuses = [steps.get(name, S.INITIALIZING) for name in names]
+        if not all(status.is_finished for status in statuses):
+            status = S.RUNNING
+        elif any(status is S.FAILED for status in statuses):
+            status = S.FAILED
+        elif stopped or any(status is S.STOPPED for status in statuses):
+            status = S.STOPPED
+        else:
+            status = S.COMPLETED
+        current = ExecutionStatus(row.status)
+        changes: dict[str, Any] = {}
+        if current != status and current.can_become(status):
+            changes["status"] = status.value
+            if status.is_finished:
+                changes["ended_at"] = _now()
+            if status is S.FAILED:
+                failed = [name for name, s in zip(names, statuses) if s is S.FAILED]
+                changes["reason"] = f"step(s) failed: {', '.join(failed)}"
+            connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(**changes))
+        return _run_record(_Values({**row._asdict(), **changes}))
 
     # -- driver leases (see .leases) ---------------------------------------------------------
 
     def claim_lease(self, run_id: str, orchestrator_run_id: str, host: str, pid: int, process: str) -> None:
         """Record that this process (``host``, ``pid``, ``process``) drives ``run_id``."""
-        with self._session() as session, session.begin():
-            session.execute(delete(RunLeaseRow).where(RunLeaseRow.run_id == run_id))
-            session.add(RunLeaseRow(
+        with self._write() as connection:
+            connection.execute(delete(LEASES).where(LEASES.c.run_id == run_id))
+            connection.execute(insert(LEASES).values(
                 run_id=run_id, orchestrator_run_id=orchestrator_run_id, host=host, pid=pid, process=process,
                 heartbeat_at=func.now(), beat=0,
             ))
 
     def renew_lease(self, run_id: str, pid: int, process: str) -> bool:
         """Heartbeat: False when the lease is no longer this process's (a reaper took it over)."""
-        with self._session() as session, session.begin():
-            return session.execute(
-                update(RunLeaseRow)
-                .where(RunLeaseRow.run_id == run_id, RunLeaseRow.pid == pid, RunLeaseRow.process == process)
-                .values(heartbeat_at=func.now(), beat=RunLeaseRow.beat + 1)
+        with self._write() as connection:
+            return connection.execute(
+                update(LEASES)
+                .where(LEASES.c.run_id == run_id, LEASES.c.pid == pid, LEASES.c.process == process)
+                .values(heartbeat_at=func.now(), beat=LEASES.c.beat + 1)
             ).rowcount == 1
 
     def take_over_lease(self, lease: LeaseRecord, host: str, pid: int, process: str) -> bool:
         """Move ``lease`` to a reaper, only if it is unchanged since it was read: of two
         processes that found the same orphan, exactly one reaps it."""
-        with self._session() as session, session.begin():
-            return session.execute(
-                update(RunLeaseRow)
+        with self._write() as connection:
+            return connection.execute(
+                update(LEASES)
                 .where(
-                    RunLeaseRow.run_id == lease.run_id, RunLeaseRow.pid == lease.pid,
-                    RunLeaseRow.process == lease.process, RunLeaseRow.beat == lease.beat,
+                    LEASES.c.run_id == lease.run_id, LEASES.c.pid == lease.pid,
+                    LEASES.c.process == lease.process, LEASES.c.beat == lease.beat,
                 )
                 .values(host=host, pid=pid, process=process, heartbeat_at=func.now(), beat=lease.beat + 1)
             ).rowcount == 1
 
     def release_lease(self, run_id: str, pid: int, process: str) -> None:
         """The driver is done with the run (it is terminal): drop its lease."""
-        with self._session() as session, session.begin():
-            session.execute(
-                delete(RunLeaseRow).where(RunLeaseRow.run_id == run_id, RunLeaseRow.pid == pid, RunLeaseRow.process == process)
+        with self._write() as connection:
+            connection.execute(
+                delete(LEASES).where(LEASES.c.run_id == run_id, LEASES.c.pid == pid, LEASES.c.process == process)
             )
 
     def leased_unfinished_runs(self, run_ids: list[str] | None = None) -> list[tuple[RunRecord, LeaseRecord]]:
         """Unfinished runs that a client process drives (or drove), with their leases: the
         only candidates for orphans. One indexed query, so every client can afford it."""
         unfinished = [status.value for status in ExecutionStatus if not status.is_finished]
-        with self._reader() as session:
+        lease_columns = [column.label(f"lease_{column.name}") for column in LEASES.c]
+        with self._read() as connection:
             query = (
-                select(PipelineRunRow, RunLeaseRow)
-                .join(RunLeaseRow, RunLeaseRow.run_id == PipelineRunRow.id)
-                .where(PipelineRunRow.status.in_(unfinished))
+                select(RUNS, *lease_columns)
+                .join(LEASES, LEASES.c.run_id == RUNS.c.id)
+                .where(RUNS.c.status.in_(unfinished))
             )
             if run_ids is not None:
-                query = query.where(PipelineRunRow.id.in_(run_ids))
-            rows = session.execute(query).all()
+                query = query.where(RUNS.c.id.in_(run_ids))
+            rows = connection.execute(query).all()
             if not rows:
                 return []
-            now = _aware(session.scalar(select(func.now())))
+            now = _aware(connection.execute(select(func.now())).scalar())
         return [
-            (_run_record(run), LeaseRecord(
-                run_id=lease.run_id, orchestrator_run_id=lease.orchestrator_run_id, host=lease.host, pid=lease.pid,
-                process=lease.process, heartbeat_at=_aware(lease.heartbeat_at), beat=lease.beat,
-                age=(now - _aware(lease.heartbeat_at)).total_seconds(),
+            (_run_record(row), LeaseRecord(
+                run_id=row.lease_run_id, orchestrator_run_id=row.lease_orchestrator_run_id, host=row.lease_host,
+                pid=row.lease_pid, process=row.lease_process, heartbeat_at=_aware(row.lease_heartbeat_at),
+                beat=row.lease_beat, age=(now - _aware(row.lease_heartbeat_at)).total_seconds(),
             ))
-            for run, lease in rows
+            for row in rows
         ]
 
     # -- steps -------------------------------------------------------------------------------
 
     def start_attempt(self, run_id: str, step_name: str) -> int:
         """Record a new attempt of a step (RUNNING) and return its number, counting from 1."""
-        with self._session() as session, session.begin():
-            step = session.scalar(
-                select(StepRunRow).where(StepRunRow.run_id == run_id, StepRunRow.step_name == step_name).with_for_update()
-            )
-            if step is None:
-                step = StepRunRow(run_id=run_id, step_name=step_name, status=S.RUNNING.value, attempts=0, started_at=_now())
-                session.add(step)
-                session.flush()
-            elif ExecutionStatus(step.status).is_finished:
-                raise StoreError(
-                    f"step {step_name!r} of run {run_id} already ended {step.status.upper()}; it cannot start again",
-                    why="a step runs at most once per attempt, and a finished step is never re-run within its run",
-                    fix="start a new run",
+        with self._write() as connection:
+            attempt = self._start_attempt(connection, run_id, step_name)
+        if isinstance(attempt, _Finished):
+            raise attempt.error(run_id, step_name)
+        return attempt
+
+    def _start_attempt(self, connection: Connection, run_id: str, step_name: str) -> int | _Finished:
+        now = _now()
+        step = connection.execute(
+            select(STEPS.c.id, STEPS.c.status, STEPS.c.attempts)
+            .where(STEPS.c.run_id == run_id, STEPS.c.step_name == step_name)
+            .with_for_update()
+        ).first()
+        if step is None:
+            attempt = 1
+            step_id = connection.execute(
+                insert(STEPS).values(
+                    run_id=run_id, step_name=step_name, status=S.RUNNING.value, attempts=attempt, started_at=now, outputs_json="{}"
                 )
-            step.attempts += 1
-            step.status = S.RUNNING.value
-            step.reason = None
-            session.add(StepAttemptRow(step_run_id=step.id, attempt=step.attempts, status=S.RUNNING.value, started_at=_now(), host=socket.gethostname()))
-            return step.attempts
+            ).inserted_primary_key[0]
+        elif ExecutionStatus(step.status).is_finished:
+            return _Finished(step.status)
+        else:
+            step_id, attempt = step.id, step.attempts + 1
+            connection.execute(update(STEPS).where(STEPS.c.id == step_id).values(attempts=attempt, status=S.RUNNING.value, reason=None))
+        connection.execute(
+            insert(ATTEMPTS).values(step_run_id=step_id, attempt=attempt, status=S.RUNNING.value, started_at=now, host=_HOST)
+        )
+        return attempt
 
     def finish_attempt(
         self,
@@ -579,88 +652,123 @@ class RunStore:
         reason: str | None = None,
         outputs: dict[str, str] | None = None,
         final_status: ExecutionStatus | None = None,
+        finalize: list[str] | None = None,
     ) -> ExecutionStatus:
         """End an attempt. A failed attempt leaves the step RETRYING while attempts remain, else
-        FAILED (SPEC RETRY-1). ``final_status`` (e.g. STOPPED) overrides that rule."""
-        with self._session() as session, session.begin():
-            step = session.scalar(
-                select(StepRunRow).where(StepRunRow.run_id == run_id, StepRunRow.step_name == step_name).with_for_update()
+        FAILED (SPEC RETRY-1). ``final_status`` (e.g. STOPPED) overrides that rule.
+
+        With ``finalize`` (the snapshot's step names), the run's status is then derived as by
+        :meth:`finalize_run`, in the same transaction."""
+        with self._write() as connection:
+            status = self._finish_attempt(
+                connection, run_id, step_name, attempt, succeeded, total_attempts, reason, outputs, final_status
             )
-            if step is None:  # the step died before its entrypoint could record it
-                step = StepRunRow(run_id=run_id, step_name=step_name, status=S.RUNNING.value, attempts=attempt, started_at=_now())
-                session.add(step)
-                session.flush()
-                session.add(StepAttemptRow(step_run_id=step.id, attempt=attempt, status=S.RUNNING.value, started_at=_now()))
-                session.flush()
-            record = session.scalar(
-                select(StepAttemptRow).where(StepAttemptRow.step_run_id == step.id, StepAttemptRow.attempt == attempt)
-            )
-            if record is None:  # the attempt died before its entrypoint recorded it
-                record = StepAttemptRow(step_run_id=step.id, attempt=attempt, status=S.RUNNING.value, started_at=_now())
-                session.add(record)
-                step.attempts = max(step.attempts, attempt)
-            if ExecutionStatus(record.status).is_finished:
-                return ExecutionStatus(step.status)  # already recorded (e.g. by the entrypoint)
-            if final_status is not None:
-                status = final_status
-            elif succeeded:
-                status = S.COMPLETED
-            else:
-                status = S.RETRYING if attempt < total_attempts else S.FAILED
-            record.status = (S.COMPLETED if succeeded else (final_status or S.FAILED)).value
-            record.ended_at = _now()
-            record.reason = reason
-            step.status = status.value
-            step.reason = reason
-            if status.is_finished:
-                step.ended_at = _now()
-            if outputs:
-                step.outputs_json = json.dumps(outputs)
+            if finalize is not None:
+                self._finalize_run(connection, run_id, finalize)
             return status
+
+    def _finish_attempt(
+        self, connection: Connection, run_id: str, step_name: str, attempt: int, succeeded: bool, total_attempts: int,
+        reason: str | None, outputs: dict[str, str] | None, final_status: ExecutionStatus | None,
+    ) -> ExecutionStatus:
+        now = _now()
+        step = connection.execute(
+            select(STEPS.c.id, STEPS.c.status, STEPS.c.attempts)
+            .where(STEPS.c.run_id == run_id, STEPS.c.step_name == step_name)
+            .with_for_update()
+        ).first()
+        record = None
+        if step is None:  # the step died before its entrypoint could record it
+            step_id = connection.execute(
+                insert(STEPS).values(
+                    run_id=run_id, step_name=step_name, status=S.RUNNING.value, attempts=attempt, started_at=now, outputs_json="{}"
+                )
+            ).inserted_primary_key[0]
+        else:
+            step_id = step.id
+            record = connection.execute(
+                select(ATTEMPTS.c.status).where(ATTEMPTS.c.step_run_id == step_id, ATTEMPTS.c.attempt == attempt)
+            ).first()
+            if record is not None and ExecutionStatus(record.status).is_finished:
+                return ExecutionStatus(step.status)  # already recorded (e.g. by the entrypoint)
+        if record is None:  # the attempt died before its entrypoint recorded it
+            connection.execute(insert(ATTEMPTS).values(step_run_id=step_id, attempt=attempt, status=S.RUNNING.value, started_at=now, host=""))
+        if final_status is not None:
+            status = final_status
+        elif succeeded:
+            status = S.COMPLETED
+        else:
+            status = S.RETRYING if attempt < total_attempts else S.FAILED
+        connection.execute(
+            update(ATTEMPTS)
+            .where(ATTEMPTS.c.step_run_id == step_id, ATTEMPTS.c.attempt == attempt)
+            .values(status=(S.COMPLETED if succeeded else (final_status or S.FAILED)).value, ended_at=now, reason=reason)
+        )
+        changes: dict[str, Any] = {"status": status.value, "reason": reason}
+        if step is not None and step.attempts < attempt:
+            changes["attempts"] = attempt
+        if status.is_finished:
+            changes["ended_at"] = now
+        if outputs:
+            changes["outputs_json"] = json.dumps(outputs)
+        connection.execute(update(STEPS).where(STEPS.c.id == step_id).values(**changes))
+        return status
 
     def mark_steps(self, run_id: str, step_names: list[str], status: ExecutionStatus, reason: str) -> None:
         """Give steps that never ran (or were stopped) a terminal status such as SKIPPED/STOPPED."""
-        with self._session() as session, session.begin():
+        with self._write() as connection:
             existing = {
                 row.step_name: row
-                for row in session.scalars(select(StepRunRow).where(StepRunRow.run_id == run_id, StepRunRow.step_name.in_(step_names)))
+                for row in connection.execute(
+                    select(STEPS.c.id, STEPS.c.step_name, STEPS.c.status)
+                    .where(STEPS.c.run_id == run_id, STEPS.c.step_name.in_(step_names))
+                )
             }
+            now = _now()
             for name in step_names:
                 row = existing.get(name)
                 if row is None:
-                    session.add(StepRunRow(run_id=run_id, step_name=name, status=status.value, attempts=0, ended_at=_now(), reason=reason))
+                    connection.execute(insert(STEPS).values(
+                        run_id=run_id, step_name=name, status=status.value, attempts=0, ended_at=now, reason=reason,
+                        outputs_json="{}",
+                    ))
                 elif not ExecutionStatus(row.status).is_finished:
-                    row.status, row.reason, row.ended_at = status.value, reason, _now()
-                    for attempt in session.scalars(select(StepAttemptRow).where(StepAttemptRow.step_run_id == row.id)):
-                        if not ExecutionStatus(attempt.status).is_finished:
-                            attempt.status, attempt.ended_at, attempt.reason = status.value, _now(), reason
+                    connection.execute(
+                        update(STEPS).where(STEPS.c.id == row.id).values(status=status.value, reason=reason, ended_at=now)
+                    )
+                    unfinished = [s.value for s in ExecutionStatus if not s.is_finished]
+                    connection.execute(
+                        update(ATTEMPTS)
+                        .where(ATTEMPTS.c.step_run_id == row.id, ATTEMPTS.c.status.in_(unfinished))
+                        .values(status=status.value, ended_at=now, reason=reason)
+                    )
 
     def steps(self, run_id: str) -> dict[str, StepRecord]:
-        with self._reader() as session:
-            rows = session.scalars(select(StepRunRow).where(StepRunRow.run_id == run_id).order_by(StepRunRow.id))
+        with self._read() as connection:
+            rows = connection.execute(select(STEPS).where(STEPS.c.run_id == run_id).order_by(STEPS.c.id))
             return {row.step_name: _step_record(row) for row in rows}
 
     def step(self, run_id: str, step_name: str) -> StepRecord | None:
-        with self._reader() as session:
-            row = session.scalar(select(StepRunRow).where(StepRunRow.run_id == run_id, StepRunRow.step_name == step_name))
+        with self._read() as connection:
+            row = connection.execute(select(STEPS).where(STEPS.c.run_id == run_id, STEPS.c.step_name == step_name)).first()
             return None if row is None else _step_record(row)
 
     def attempts(self, run_id: str) -> Iterator[AttemptRecord]:
-        with self._reader() as session:
+        with self._read() as connection:
             query = (
-                select(StepRunRow.step_name, StepAttemptRow)
-                .join(StepAttemptRow, StepAttemptRow.step_run_id == StepRunRow.id)
-                .where(StepRunRow.run_id == run_id)
-                .order_by(StepRunRow.step_name, StepAttemptRow.attempt)
+                select(STEPS.c.step_name, ATTEMPTS)
+                .join(ATTEMPTS, ATTEMPTS.c.step_run_id == STEPS.c.id)
+                .where(STEPS.c.run_id == run_id)
+                .order_by(STEPS.c.step_name, ATTEMPTS.c.attempt)
             )
-            rows = session.execute(query).all()
-        for name, attempt in rows:
+            rows = connection.execute(query).all()
+        for row in rows:
             yield AttemptRecord(
-                step_name=name,
-                attempt=attempt.attempt,
-                status=ExecutionStatus(attempt.status),
-                started_at=_aware(attempt.started_at),
-                ended_at=_aware(attempt.ended_at),
-                reason=attempt.reason,
-                host=attempt.host,
+                step_name=row.step_name,
+                attempt=row.attempt,
+                status=ExecutionStatus(row.status),
+                started_at=_aware(row.started_at),
+                ended_at=_aware(row.ended_at),
+                reason=row.reason,
+                host=row.host,
             )

@@ -12,27 +12,18 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from orcakit import StackSpec, StoreError, SubmissionError
+from orcakit import StackSpec, SubmissionError
+
+# The URL kinds live below every store module; re-exported here for StackStores' users.
+from .store_urls import ArtifactStoreKind, RunStoreKind, artifact_store_kind, run_store_kind, sqlite_database  # noqa: F401
 
 if TYPE_CHECKING:
     from .artifact_store import ArtifactStore
     from .run_store import RunStore
-
-
-class RunStoreKind(str, Enum):
-    SQLITE_FILE = "sqlite-file"  #: a SQLite database file on this machine's disk
-    SQLITE_MEMORY = "sqlite-memory"  #: an in-memory SQLite database: one process only
-    NETWORK = "network"  #: a database server (PostgreSQL, any SQLAlchemy URL)
-
-
-class ArtifactStoreKind(str, Enum):
-    LOCAL = "local"  #: a folder on this machine's disk
-    S3 = "s3"  #: an S3 (or S3-compatible) bucket
 
 
 #: Artifact-store options that the step entrypoint reads from the environment instead (the
@@ -43,28 +34,6 @@ S3_OPTION_VARIABLES = {
     "aws_access_key_id": "AWS_ACCESS_KEY_ID",
     "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
 }
-
-
-def run_store_kind(url: str) -> RunStoreKind:
-    if not url.startswith("sqlite"):
-        return RunStoreKind.NETWORK
-    return RunStoreKind.SQLITE_FILE if sqlite_database(url) else RunStoreKind.SQLITE_MEMORY
-
-
-def sqlite_database(url: str) -> str | None:
-    """The database file of a SQLite URL (None: in memory)."""
-    from sqlalchemy.engine import make_url
-
-    database = make_url(url).database
-    return database if database and database != ":memory:" else None
-
-
-def artifact_store_kind(uri: str) -> ArtifactStoreKind:
-    if uri.startswith("s3://"):
-        return ArtifactStoreKind.S3
-    if "://" in uri and not uri.startswith("file://"):
-        raise StoreError(f"artifact store {uri!r}: unknown scheme", fix="use a local folder path or s3://bucket/prefix")
-    return ArtifactStoreKind.LOCAL
 
 
 @dataclass(frozen=True)
