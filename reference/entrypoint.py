@@ -120,8 +120,12 @@ class StepRunner:
         """The step, unsealed with the secrets of this process's environment (the step's own)."""
         secrets = snapshot_secrets(os.environ)
         if step_name in self.snapshot.steps:
-            self.snapshot = unseal(self.snapshot, secrets, step=step_name)
-            return self.snapshot.steps[step_name]
+            # Only this step's part: the shared parts were unsealed when the runner was built
+            # (every step of a snapshot carries the same shared secrets). Unsealing the whole
+            # snapshot again dumped and re-validated every step, per step: O(steps) CPU a step.
+            spec = unseal_step(self.snapshot.steps[step_name], secrets)
+            self.snapshot = self.snapshot.model_copy(update={"steps": {**self.snapshot.steps, step_name: spec}})
+            return spec
         # a step a dynamic pipeline added at run time
         return unseal_step(load_dynamic_step(self.artifacts, self.snapshot.snapshot_id, step_name), secrets)
 

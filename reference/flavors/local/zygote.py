@@ -16,6 +16,7 @@ when that child ended. The server is single-threaded, so forking is safe.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import selectors
@@ -75,6 +76,11 @@ class _Runners:
                 runner.store.warm_up()  # every forked step inherits the warm engine
             except Exception:  # noqa: BLE001 - only an optimisation: each step then pays for itself
                 traceback.print_exc()
+            # Children's garbage collections skip what the server holds now (imports, the runner,
+            # the warm engine): a full collection in a child would walk, and so copy, every page
+            # of it. Collected first, so that no garbage is frozen with it.
+            gc.collect()
+            gc.freeze()
             if len(self._runners) > _CACHE_SIZE:
                 self._runners.popitem(last=False)
         self._runners.move_to_end(key)
