@@ -28,6 +28,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import orcakit  # noqa: E402
 from orcakit import pipeline, step  # noqa: E402
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     run = run_snapshot(snapshot)
     t_end = time.perf_counter()
     steps = run_steps(args.home, run.id)
+    memory = memory_peaks()
     print(
         json.dumps(
             {
@@ -112,10 +114,47 @@ def main(argv: list[str] | None = None) -> int:
                 "execute_s": t_end - t_submit,  # submit -> run end
                 "script_s": t_end - _T_START,
                 "run_id": run.id,
+                **memory,
             }
         )
     )
     return 0 if run.status.value == "completed" else 1
+
+
+def _status_kib(pid: int | str, field: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _pss_kib(pid: int | str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def memory_peaks() -> dict:
+    """Peak RSS (VmHWM) of this client and of its fork server (still alive: it is shared by the
+    client's runs and closed at exit), and their PSS now (pages they share counted once)."""
+    from orcakit.reference.flavors.local.launchers import ForkServer
+
+    servers = [server for server in ForkServer._servers.values() if not server._dead]
+    server_pid = servers[0]._proc.pid if servers else None
+    return {
+        "client_hwm_kib": _status_kib("self", "VmHWM"),
+        "server_hwm_kib": _status_kib(server_pid, "VmHWM") if server_pid else None,
+        "client_pss_kib": _pss_kib("self"),
+        "server_pss_kib": _pss_kib(server_pid) if server_pid else None,
+        "server_forked_from_client": bool(servers and servers[0].forked),
+    }
 
 
 def run_steps(home: str, run_uuid: str) -> int:

@@ -25,5 +25,15 @@ class LocalOrchestratorConfig(BaseOrchestratorConfig):
             "the command a container runs"
         ),
     )
+    fork_server: Literal["fresh", "client"] = Field(
+        default="fresh",
+        description=(
+            "launcher='fork' only. 'fresh': the fork server is a new `python -m ...zygote` process "
+            "(it pays Python start-up and imports once per client process, and holds its own copy "
+            "of them: ~50 MiB); 'client': it is forked from the client, which has imported "
+            "everything already and shares its pages with it, if the client has no other thread "
+            "when its first run starts and the steps use its interpreter (else 'fresh')"
+        ),
+    )
     python: str | None = Field(default=None, description="interpreter for step processes (default: this one)")
     cgroup_root: str = Field(default="/sys/fs/cgroup", description="where the cgroup file system is mounted")

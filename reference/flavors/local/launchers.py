@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import os
 import signal
 import subprocess
+import sys
 import threading
+import traceback
 from pathlib import Path
 
 from orcakit import SubmissionError
@@ -86,11 +89,11 @@ class ForkServer:
     _servers_lock = threading.Lock()
 
     @classmethod
-    def shared(cls, python: str, env: dict[str, str], cwd: str, log: Path) -> "ForkServer":
+    def shared(cls, python: str, env: dict[str, str], cwd: str, log: Path, from_client: bool = False) -> "ForkServer":
         with cls._servers_lock:
             server = cls._servers.get((python, cwd))
             if server is None or server._dead:
-                server = cls._servers[(python, cwd)] = cls(python, env, cwd, log)
+                server = cls._servers[(python, cwd)] = cls(python, env, cwd, log, from_client)
             return server
 
     @classmethod
@@ -100,29 +103,36 @@ class ForkServer:
         for server in servers:
             server.close()
 
-    def __init__(self, python: str, env: dict[str, str], cwd: str, log: Path) -> None:
+    def __init__(self, python: str, env: dict[str, str], cwd: str, log: Path, from_client: bool = False) -> None:
         self._log = open(log, "ab", opener=_owner_only)
+        # Forking this process is only safe while it has no other thread (a lock another thread
+        # holds at fork time stays held forever in the child), and only for the same interpreter.
+        forked = from_client and threading.active_count() == 1 and os.path.realpath(python) == os.path.realpath(sys.executable)
         try:
-            self._proc = subprocess.Popen(
-                [python, "-m", "orcakit.reference.flavors.local.zygote"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._log,
-                env=env,
-                cwd=cwd,
-                text=True,
-                bufsize=1,
-                start_new_session=True,  # a Ctrl-C in the terminal reaches the client, which stops the run
-            )
+            self._proc = _ForkedServer(env, cwd, self._log) if forked else self._start_fresh(python, env, cwd)
         except OSError as exc:  # the interpreter is gone or not executable
             self._log.close()
             raise start_failed(python, exc) from None
+        self.forked = forked
         self._lock = threading.Lock()
         self._handles: dict[int, _Handle] = {}
         self._next_id = 0
         self._ready = threading.Event()
         self._dead = False
         threading.Thread(target=self._read, daemon=True, name="orcakit-fork-server").start()
+
+    def _start_fresh(self, python: str, env: dict[str, str], cwd: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [python, "-m", "orcakit.reference.flavors.local.zygote"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            cwd=cwd,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches the client, which stops the run
+        )
 
     def _read(self) -> None:
         for line in self._proc.stdout:
@@ -171,6 +181,84 @@ class ForkServer:
 
 
 atexit.register(ForkServer.close_all)
+
+
+class _ForkedServer:
+    """The fork server as a fork of this client (``fork_server="client"``): the part of
+    ``Popen`` that :class:`ForkServer` uses. Saves a second interpreter's start-up and imports,
+    and shares the client's memory pages instead of loading its own copy of everything."""
+
+    def __init__(self, env: dict[str, str], cwd: str, log) -> None:
+        to_server_r, to_server_w = os.pipe()
+        from_server_r, from_server_w = os.pipe()
+        gc.collect()  # leave no garbage (say, a closed run store) for the server to collect
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(to_server_w)  # else the server holds its own stdin open and never sees EOF
+            os.close(from_server_r)
+            _serve_forked(env, cwd, log.fileno(), to_server_r, from_server_w)
+        os.close(to_server_r)
+        os.close(from_server_w)
+        self.stdin = os.fdopen(to_server_w, "w", buffering=1)
+        self.stdout = os.fdopen(from_server_r, "r")
+
+    def wait(self) -> int:
+        return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+
+
+def _serve_forked(env: dict[str, str], cwd: str, log_fd: int, stdin_fd: int, stdout_fd: int) -> None:
+    """In the forked child: become what ``python -m ...zygote`` would be. Never returns."""
+    code = 0
+    try:
+        # Objects inherited from the client (its run store's SQLite connections, open files)
+        # must never be finalized here: frozen objects are never collected, and the client's
+        # frames that hold them are never unwound (this function ends in os._exit).
+        gc.freeze()
+        os.setsid()  # as start_new_session=True: a Ctrl-C reaches the client, which stops the run
+        os.dup2(stdin_fd, 0)
+        os.dup2(stdout_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(stdin_fd)
+        os.close(stdout_fd)
+        sys.stdin = open(0, "r", closefd=False)
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False, buffering=1)
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_DFL)
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
+        _forget_user_modules()
+        from . import zygote
+
+        zygote.main()
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _forget_user_modules() -> None:
+    """Steps import user code after their environment is set: drop the client's copies of
+    modules that are neither the standard library, installed packages nor orcakit, so that a
+    step imports them afresh, as under a freshly started server."""
+    import sysconfig
+
+    import orcakit
+    import orcakit.reference
+
+    roots = {sysconfig.get_path(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots |= {os.path.dirname(orcakit.__file__), os.path.dirname(orcakit.reference.__file__)}
+    prefixes = tuple(os.path.join(root, "") for root in roots if root)
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and name != "__main__" and not os.path.abspath(file).startswith(prefixes):
+            del sys.modules[name]
 
 
 def exec_step(argv: list[str], env: dict[str, str], cwd: str, log: str, group: cgroups.StepCgroup | None, memory: str | None) -> _Handle:

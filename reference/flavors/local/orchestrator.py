@@ -73,6 +73,19 @@ class LocalOrchestrator(RuntimeOrchestrator):
                     fix="lower gpu_count or run on a machine (or flavor) with enough GPUs",
                 )
 
+    def submit_pipeline(self, snapshot, base_environment, step_environments, placeholder_run=None):
+        if self.config.launcher == "fork" and self.config.fork_server == "client":
+            # Before the runtime starts this run's threads (its lease heartbeat): a fork server
+            # forked from the client needs a client with no other thread (see ForkServer).
+            self._fork_server(StackStores.of(snapshot.stack).log_dir(snapshot.snapshot_id))
+        return super().submit_pipeline(snapshot, base_environment, step_environments, placeholder_run)
+
+    def _fork_server(self, log_dir) -> ForkServer:
+        return ForkServer.shared(
+            self.config.python or sys.executable, dict(os.environ), os.getcwd(), log_dir / "_fork_server.log",
+            from_client=self.config.fork_server == "client",
+        )
+
     def prepare_run(self, run: RunContext) -> _LocalRun:
         client_env = dict(os.environ)
         cwd = os.getcwd()
@@ -81,7 +94,7 @@ class LocalOrchestrator(RuntimeOrchestrator):
         # no fork server lingers there.
         server = None
         if self.config.launcher == "fork" and not run.isolated:
-            server = ForkServer.shared(python, client_env, cwd, run.log_dir / "_fork_server.log")
+            server = self._fork_server(run.log_dir)
         return _LocalRun(client_env, cwd, python, server)
 
     def launch_step(self, run: RunContext, step_name: str, attempt: int) -> StepHandle:
