@@ -22,14 +22,10 @@ always measured.
 ``--quick`` drops N=500 (both launchers). The full run takes ~40 min on 2 cores, mostly exec at
 N=500.
 
-``--variant NAME=EXP1,EXP2`` (repeatable) adds a variant that loads
-``benchmarks/profiling/sitecustomize.py`` into every process, which emulates runtime changes
-proposed in benchmarks/README.md (``warm_sql``, ``fast_exit``, ``client_fork``, ...; no runtime
-file is changed). ``--variant "NAME=python:/path/to/venv/bin/python config:key=value"`` runs the
-same script with another interpreter, e.g. a venv with a patched copy of orcakit
-(benchmarks/proposed.diff), and more local-flavor config.
-Variants run interleaved with the runtime as it is ("as-is"), in the same rounds; their figures
-are projections for those changes, not the runtime as it is.
+``--variant "NAME=python:/path/to/venv/bin/python config:key=value"`` (repeatable) runs the same
+script with another interpreter (e.g. a venv with a patched copy of orcakit) or more local-flavor
+config (e.g. ``config:fork_server=client``), interleaved with the runtime as it is ("as-is"), in
+the same rounds. (The emulated experiments of issue 2's profiling are in the runtime now.)
 """
 
 from __future__ import annotations

@@ -7,20 +7,9 @@ runtime file is edited) and appends one JSON line per call to ``<folder>/<pid>.j
 process on the machine, so timelines line up across processes). With ``ORCAKIT_BENCH_CPROFILE=1``
 each step's ``StepRunner.run_step`` also runs under cProfile (``<folder>/step-<pid>.prof``).
 
-``ORCAKIT_BENCH_EXPERIMENT`` (comma-separated, independent of tracing) emulates the runtime changes
-proposed in benchmarks/README.md, so their effect can be measured before anyone edits the runtime:
-
-- ``warm_engine``: the fork server builds the run store's engine (imports the SQLite dialect)
-  before forking, so children inherit it.
-- ``warm_sql``: + configures the ORM mappers and runs every statement a step runs once, inside a
-  transaction that is rolled back (fills the engine's compiled-statement cache), then closes its
-  connection so each child opens its own.
-- ``gc_freeze``: the fork server calls ``gc.freeze()`` before forking (children's GC no longer
-  touches, and so copies, the server's pages).
-- ``fast_exit``: the fork server ends with ``os._exit(0)`` once its loop is done, skipping
-  interpreter teardown the client waits for.
-- ``client_fork``: the fork server is forked from the client (which has imported everything
-  already) instead of started as ``python -m ...zygote``: no second interpreter start-up.
+The experiments this file once emulated (a warm run-store engine, ``gc.freeze()`` in the fork
+server, its fast exit, a fork server forked from the client) are in the runtime now (issue 17:
+``RunStore.warm_up``, ``zygote``, ``fork_server="client"``), and were dropped from here.
 """
 
 from __future__ import annotations
@@ -30,7 +19,6 @@ import sys
 import time
 
 _DIR = os.environ.get("ORCAKIT_BENCH_TRACE")
-_EXPERIMENTS = set(filter(None, os.environ.get("ORCAKIT_BENCH_EXPERIMENT", "").split(",")))
 
 
 def _install() -> None:
@@ -75,7 +63,7 @@ def _install() -> None:
         cls = module.RunStore
         for name in ("__init__", "get_or_create_run", "start_attempt", "finish_attempt", "finalize_run", "step",
                      "set_run_status", "create_placeholder_run", "get_run", "mark_steps", "steps",
-                     "attach_step", "warm_up"):  # the last two: names in benchmarks/proposed.diff
+                     "attach_step", "warm_up"):
             if hasattr(cls, name):
                 wrap(cls, name, f"store.{name}", step_arg if name in ("start_attempt", "finish_attempt", "step") else None)
 
@@ -195,132 +183,6 @@ def _finder():
     return _Finder()
 
 
-def _is_fork_server() -> bool:
-    return any(arg.endswith(os.path.join("local", "zygote.py")) or arg.endswith("local.zygote") for arg in sys.argv[:1] + sys.orig_argv[:4])
-
-
-def _experiments() -> None:
-    def patch_entrypoint(module) -> None:
-        cls = module.StepRunner
-        original_init = cls.__init__
-
-        def init(self, *args, **kwargs):
-            original_init(self, *args, **kwargs)
-            if _is_fork_server():
-                _warm(self)
-
-        cls.__init__ = init
-
-    def _warm(runner) -> None:
-        if _EXPERIMENTS & {"warm_engine", "warm_sql"}:
-            store = runner.store  # creates the engine: imports the dialect and the DB-API module
-        if "warm_sql" in _EXPERIMENTS:
-            _warm_sql(store, runner)
-        if "gc_freeze" in _EXPERIMENTS:
-            import gc
-
-            gc.collect()
-            gc.freeze()
-        if "fast_exit" in _EXPERIMENTS:
-            import atexit
-
-            def quick():
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(0)
-
-            atexit.register(quick)  # registered last, so it runs first
-
-    def patch_launchers(module) -> None:
-        if "client_fork" in _EXPERIMENTS:
-            module.ForkServer.__init__ = _client_fork_init
-
-    patches = {"orcakit.reference.entrypoint": patch_entrypoint, "orcakit.reference.flavors.local.launchers": patch_launchers}
-
-    for name, patch in patches.items():
-        _PATCHES.setdefault(name, []).append(patch)
-
-
-class _Forked:
-    """The part of ``subprocess.Popen`` ForkServer uses, for a server forked from the client."""
-
-    def __init__(self, pid: int, stdin, stdout) -> None:
-        self.pid, self.stdin, self.stdout = pid, stdin, stdout
-
-    def wait(self) -> int:
-        return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
-
-
-def _client_fork_init(self, python, artifact_store, snapshot_id, env, cwd, log) -> None:
-    """ForkServer.__init__, forking the server from this (already imported) client."""
-    import threading
-
-    self._log = open(log, "ab")
-    to_server_r, to_server_w = os.pipe()
-    from_server_r, from_server_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.setsid()
-            os.dup2(to_server_r, 0)
-            os.dup2(from_server_w, 1)
-            os.dup2(self._log.fileno(), 2)
-            for fd in (to_server_r, to_server_w, from_server_r, from_server_w):
-                os.close(fd)
-            sys.stdin = open(0, "r", closefd=False)
-            sys.stdout = open(1, "w", closefd=False, buffering=1)
-            sys.stderr = open(2, "w", closefd=False, buffering=1)
-            os.environ.clear()
-            os.environ.update(env)
-            os.chdir(cwd)
-            from orcakit.reference.flavors.local import zygote
-
-            sys.argv = [zygote.__file__]  # so the warm-up experiments see a fork server
-            zygote.main(["--artifact-store", artifact_store, "--snapshot", snapshot_id])
-        except BaseException:  # noqa: BLE001
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        finally:
-            try:
-                sys.stdout.flush()
-            finally:
-                os._exit(code)
-    os.close(to_server_r)
-    os.close(from_server_w)
-    self._proc = _Forked(pid, os.fdopen(to_server_w, "w", buffering=1), os.fdopen(from_server_r, "r"))
-    self._lock = threading.Lock()
-    self._handles = {}
-    self._next_id = 0
-    self._ready = threading.Event()
-    self._dead = False
-    threading.Thread(target=self._read, daemon=True).start()
-
-
-def _warm_sql(store, runner) -> None:
-    """What RunStore.warm_up() would do (see the README's proposed diff)."""
-    from sqlalchemy.orm import Session, configure_mappers
-
-    configure_mappers()
-    with store._engine.connect() as conn:
-        outer = conn.begin()
-        store._session = lambda: Session(bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint")
-        try:
-            run = store.get_or_create_run("warm-up", "warm-up", "warm-up", "warm-up")
-            attempt = store.start_attempt(run.id, "warm-up")
-            store.finish_attempt(run.id, "warm-up", attempt, succeeded=True, total_attempts=1, outputs={"output": "x"})
-            store.finalize_run(run.id, ["warm-up"])
-            store.step(run.id, "warm-up")
-        finally:
-            del store._session
-            outer.rollback()
-    store._engine.dispose()
-
-
-if _EXPERIMENTS:
-    _experiments()  # first: the tracing wrappers then time the warmed-up functions
 if _DIR:
     _install()
 if _PATCHES:
