@@ -98,8 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
         return time.perf_counter() - started
 
+    def uptime() -> str:  # the load the figures were taken under (the machine is shared)
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
     results: dict = {
         "when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "uptime_before": uptime(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
     }
     docker = load_flavor("docker").create({})
@@ -168,9 +172,18 @@ def main(argv: list[str] | None = None) -> int:
             "per_step_over_import_floor": round(slope / median["import_floor"], 2),
             "fanout20_p20_over_one_step": round(median["fanout20_p20"] / median["chain1"], 2),
             "goal_per_step_over_floor": 1.3,
+            "goal_fanout20_over_one_step": 4.0,
+            "uptime_after": uptime(),
         }
     )
     print(json.dumps(results, indent=1))
+    # issue 17's two docker goals, each a ratio to a floor measured in this run
+    for figure, ratio, goal in (
+        ("per added step / `docker run --rm <image> python3 -c pass`", results["per_step_over_floor"], 1.3),
+        ("fan-out 20 (max_parallelism 20) / one step (chain 1)", results["fanout20_p20_over_one_step"], 4.0),
+    ):
+        print(f"goal: {figure}: {ratio:.2f}x (goal <= {goal}x): {'met' if ratio <= goal else 'NOT MET'}")
+    print(f"load: before [{results['uptime_before']}] after [{results['uptime_after']}]")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     shutil.rmtree(scratch, ignore_errors=True)
