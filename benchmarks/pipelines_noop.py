@@ -153,7 +153,7 @@ def memory_peaks() -> dict:
         "server_hwm_kib": _status_kib(server_pid, "VmHWM") if server_pid else None,
         "client_pss_kib": _pss_kib("self"),
         "server_pss_kib": _pss_kib(server_pid) if server_pid else None,
-        "server_forked_from_client": bool(servers and servers[0].forked),
+        "server_forked_from_client": bool(servers and getattr(servers[0], "forked", False)),
     }
 
 

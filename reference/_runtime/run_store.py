@@ -225,7 +225,7 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _engine(url: str, immediate: bool = True) -> Engine:
+def _engine(url: str, immediate: bool = True, set_wal: bool = True) -> Engine:
     kind = run_store_kind(url)
     if kind is not RunStoreKind.NETWORK:
         if kind is RunStoreKind.SQLITE_FILE:
@@ -239,7 +239,8 @@ def _engine(url: str, immediate: bool = True) -> Engine:
             # Autocommit at the driver level, so that the "begin" hook below owns transactions.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            if set_wal:  # persistent in the file: whoever creates the store sets it; steps need not
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -299,7 +300,7 @@ class RunStore:
         """``create_tables=False`` skips the schema check: for step processes, whose client has
         already opened (and so created) the store."""
         self.url = url
-        self._engine = _engine(url)
+        self._engine = _engine(url, set_wal=create_tables)
         self._read_engine: Engine | None = None
         if not create_tables:
             return
@@ -672,6 +673,33 @@ class RunStore:
         reason: str | None, outputs: dict[str, str] | None, final_status: ExecutionStatus | None,
     ) -> ExecutionStatus:
         now = _now()
+        if final_status is not None:
+            status = final_status
+        elif succeeded:
+            status = S.COMPLETED
+        else:
+            status = S.RETRYING if attempt < total_attempts else S.FAILED
+        attempt_status = (S.COMPLETED if succeeded else (final_status or S.FAILED)).value
+        step_changes: dict[str, Any] = {"status": status.value, "reason": reason}
+        if status.is_finished:
+            step_changes["ended_at"] = now
+        if outputs:
+            step_changes["outputs_json"] = json.dumps(outputs)
+        # The step's own path (its attempt recorded RUNNING by attach_step): two statements, the
+        # conditional update proving that the attempt was there and unfinished. Anything else
+        # (a launcher recording an attempt that died unrecorded, or one already ended) takes
+        # the general path below.
+        step_id = select(STEPS.c.id).where(STEPS.c.run_id == run_id, STEPS.c.step_name == step_name).scalar_subquery()
+        ended = connection.execute(
+            update(ATTEMPTS)
+            .where(ATTEMPTS.c.step_run_id == step_id, ATTEMPTS.c.attempt == attempt, ATTEMPTS.c.status == S.RUNNING.value)
+            .values(status=attempt_status, ended_at=now, reason=reason)
+        ).rowcount
+        if ended == 1:
+            connection.execute(
+                update(STEPS).where(STEPS.c.run_id == run_id, STEPS.c.step_name == step_name).values(**step_changes)
+            )
+            return status
         step = connection.execute(
             select(STEPS.c.id, STEPS.c.status, STEPS.c.attempts)
             .where(STEPS.c.run_id == run_id, STEPS.c.step_name == step_name)
@@ -693,25 +721,14 @@ class RunStore:
                 return ExecutionStatus(step.status)  # already recorded (e.g. by the entrypoint)
         if record is None:  # the attempt died before its entrypoint recorded it
             connection.execute(insert(ATTEMPTS).values(step_run_id=step_id, attempt=attempt, status=S.RUNNING.value, started_at=now, host=""))
-        if final_status is not None:
-            status = final_status
-        elif succeeded:
-            status = S.COMPLETED
-        else:
-            status = S.RETRYING if attempt < total_attempts else S.FAILED
         connection.execute(
             update(ATTEMPTS)
             .where(ATTEMPTS.c.step_run_id == step_id, ATTEMPTS.c.attempt == attempt)
-            .values(status=(S.COMPLETED if succeeded else (final_status or S.FAILED)).value, ended_at=now, reason=reason)
+            .values(status=attempt_status, ended_at=now, reason=reason)
         )
-        changes: dict[str, Any] = {"status": status.value, "reason": reason}
         if step is not None and step.attempts < attempt:
-            changes["attempts"] = attempt
-        if status.is_finished:
-            changes["ended_at"] = now
-        if outputs:
-            changes["outputs_json"] = json.dumps(outputs)
-        connection.execute(update(STEPS).where(STEPS.c.id == step_id).values(**changes))
+            step_changes["attempts"] = attempt
+        connection.execute(update(STEPS).where(STEPS.c.id == step_id).values(**step_changes))
         return status
 
     def mark_steps(self, run_id: str, step_names: list[str], status: ExecutionStatus, reason: str) -> None:
