@@ -55,6 +55,7 @@ from ._runtime.artifact_store import (
     save_dynamic_step,
 )
 from ._runtime.run_store import RunStore
+from ._runtime.scrub import scrub_output
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_NOT_ATTACHED = 0, 1, 3
 
@@ -123,6 +124,9 @@ class StepRunner:
         return unseal_step(load_dynamic_step(self.artifacts, self.snapshot.snapshot_id, step_name), secrets)
 
     def run_step(self, step_name: str) -> int:
+        # Before anything can print: the step's output and failure reason never carry a value
+        # the runtime sealed for this run (SPEC SEC-1; see _runtime/scrub.py).
+        scrub = scrub_output(self.secrets, snapshot_secrets(os.environ))
         try:
             spec = self.step_spec(step_name)
             run_id, run_uuid = self.attach()
@@ -151,7 +155,7 @@ class StepRunner:
             uri = self.artifacts.put(output_key(run_uuid, step_name), materialize(value))
         except BaseException as exc:  # noqa: BLE001 - every failure must be recorded
             traceback.print_exc()
-            reason = f"{type(exc).__name__}: {exc}".strip()
+            reason = scrub(f"{type(exc).__name__}: {exc}".strip())
             status = self.store.finish_attempt(
                 run_uuid, step_name, attempt, succeeded=False, total_attempts=spec.total_attempts, reason=reason[:4000]
             )
@@ -178,6 +182,7 @@ class StepRunner:
 
     def orchestrate(self) -> int:
         """Run a dynamic pipeline's function live; each step call runs as an isolated step."""
+        scrub_output(self.secrets)
         run_id, run_uuid = self.attach()
         self.store.set_run_status(run_uuid, ExecutionStatus.RUNNING)
         base_env = {SNAPSHOT_ID_ENV: self.snapshot.snapshot_id, **self.snapshot.environment}
