@@ -108,3 +108,81 @@ def test_secret_looking_parameters_are_sealed_in_the_stored_snapshot(make_stack)
     back = unseal(sealed.snapshot, sealed.secrets, step="connect")
     assert back.steps["connect"].parameters["url"] == PARAM_SECRET
     assert back.pipeline_parameters["api_token"] == PARAM_SECRET
+
+
+# -- seeing results ---------------------------------------------------------------------------------
+
+
+def test_runs_show_logs_and_json_output_of_a_run(runner: CliRunner, tmp_path: Path) -> None:
+    import yaml
+
+    run_id = run_id_of(invoke(runner, "run", f"{DAILY}:results", "-p", "n=4").output)
+    shown = invoke(runner, "runs", "show", run_id[:8]).output
+    # outputs, summarised: the type, its size and the start of its repr
+    assert "dict[2]: {'rows': [0, 1, 2, 3], 'n': 4}" in shown and "str[6]: '4 rows'" in shown, shown
+    data = json.loads(invoke(runner, "runs", "show", run_id, "--output", "json").output)
+    assert data["id"] == run_id and data["status"] == "completed"
+    assert data["steps"]["summarise"]["output"] == "str[6]: '4 rows'"
+    assert [a["step_name"] for a in data["attempts"]] == ["produce", "summarise"]
+    assert yaml.safe_load(invoke(runner, "runs", "show", run_id, "--output", "yaml").output)["id"] == run_id
+    listed = json.loads(invoke(runner, "runs", "list", "--output", "json").output)
+    assert [run["id"] for run in listed] == [run_id]
+    # one duration, the same everywhere
+    assert listed[0]["duration_seconds"] == data["duration_seconds"]
+
+    assert invoke(runner, "runs", "logs", run_id, "summarise").output == "summary line 1\nsummary line 2\n"
+    both = invoke(runner, "runs", "logs", run_id).output
+    assert both == "==> produce <==\nproducing 4 rows\n==> summarise <==\nsummary line 1\nsummary line 2\n"
+    # --follow of a finished run prints everything once and returns
+    assert invoke(runner, "runs", "logs", run_id, "produce", "--follow").output == "producing 4 rows\n"
+    bad = invoke(runner, "runs", "logs", run_id, "nope", code=2).output
+    assert "no step 'nope'" in bad and "produce, summarise" in bad
+
+
+def test_list_and_describe_commands_speak_json(runner: CliRunner) -> None:
+    flavors = json.loads(invoke(runner, "flavor", "list", "--output", "json").output)
+    assert any(f["name"] == "local" for f in flavors)
+    described = json.loads(invoke(runner, "flavor", "describe", "local", "--output", "json").output)
+    assert described["name"] == "local" and "cpu" in described["capabilities"]["declared"]
+    invoke(runner, "orchestrator", "register", "fast", "--flavor=local", "--max_parallelism=3")
+    orchestrators = json.loads(invoke(runner, "orchestrator", "list", "--output", "json").output)
+    assert {"name": "fast", "flavor": "local"}.items() <= next(o for o in orchestrators if o["name"] == "fast").items()
+    assert json.loads(invoke(runner, "orchestrator", "describe", "fast", "--output", "json").output)["config"]["max_parallelism"] == 3
+    invoke(runner, "stack", "register", "dev", "-o", "fast")
+    stacks = json.loads(invoke(runner, "stack", "list", "--output", "json").output)
+    assert {s["name"] for s in stacks} >= {"default", "dev"}
+    assert json.loads(invoke(runner, "stack", "describe", "dev", "--output", "json").output)["orchestrator"] == "fast"
+
+
+def test_run_record_outputs_are_loaded_lazily(make_stack) -> None:
+    from orcakit.reference import run_pipeline
+    from tests.pipelines.daily import results
+
+    run = run_pipeline(results, 5, stack=make_stack())
+    outputs = run.outputs
+    assert "not loaded" in repr(outputs)  # nothing read yet
+    assert set(outputs) == {"produce", "summarise"}
+    assert outputs["summarise"] == "5 rows" and outputs["produce"]["rows"] == [0, 1, 2, 3, 4]
+    with pytest.raises(KeyError):
+        outputs["nope"]
+
+
+# -- runs that seem to vanish -----------------------------------------------------------------------
+
+
+def test_runs_show_names_the_store_searched_and_the_stack_that_has_the_run(runner: CliRunner, tmp_path: Path) -> None:
+    run_id = run_id_of(invoke(runner, "run", f"{DAILY}:results").output)
+    invoke(runner, "stack", "register", "dev", "-o", "default", "--run-store", f"sqlite:///{tmp_path / 'dev.db'}", "--set")
+    missing = invoke(runner, "runs", "show", run_id[:6], code=1).output
+    assert f"no run '{run_id[:6]}' in the run store of stack 'dev'" in missing and str(tmp_path / "dev.db") in missing
+    assert "stack 'default' has it" in missing and f"orcakit runs show {run_id[:6]} --stack default" in missing
+    assert run_id in invoke(runner, "runs", "show", run_id[:6], "--stack", "default").output
+
+
+def test_runs_list_keeps_id_and_status_whole_at_80_columns(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = run_id_of(invoke(runner, "run", f"{DAILY}:results").output)
+    monkeypatch.setenv("COLUMNS", "80")
+    listing = invoke(runner, "runs", "list").output
+    assert all(len(line) <= 80 for line in listing.splitlines()), listing
+    line = next(line for line in listing.splitlines() if run_id in line)
+    assert "completed" in line and "…" not in listing

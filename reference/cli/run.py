@@ -236,12 +236,12 @@ def _interrupted(out: "Console", state: dict[str, Any], twice: bool = False) -> 
 
 
 def _print_outcome(out: "Console", record: Any, store: Any) -> None:
-    from .progress import format_duration, seconds_between, short_reason
+    from .progress import format_duration, run_duration, seconds_between, short_reason
 
     status = record.status
     colour = "green" if status.value == "completed" else "red"
     # What the user waited for (submission included), and the steps' part of it.
-    waited = seconds_between(record.created_at, record.ended_at)
+    waited = run_duration(record)
     running = seconds_between(record.started_at, record.ended_at)
     out.print(f"run ID:   {record.id}", highlight=False)
     if record.orchestrator_run_id:
