@@ -131,7 +131,7 @@ def flavor_list(verbose: bool, output_format: str) -> None:
                 for key, value in manifest.items():
                     if here is not None and here.get(key) != value:
                         line = f"{key}: {_capability_text(here.get(key))} [dim](declared {esc(value)}"
-                        line += f"; {esc(notes[key])})[/]" if key in notes else ")[/]"
+                        line += f"; {esc(notes[key].split('; to enforce:')[0])})[/]" if key in notes else ")[/]"
                     else:
                         line = f"{key}: {_capability_text(value)}"
                     lines.append(line)
