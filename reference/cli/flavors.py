@@ -237,8 +237,14 @@ def flavor_new(answers: tuple[str, ...], no_input: bool, output_dir: Path) -> No
     out = console()
     out.print(f"created {esc(project)}: flavor [bold]{esc(chosen['flavor_name'])}[/] ({esc(chosen['orchestrator_kind'])} kind), "
               f"package {esc(chosen['package_name'])}")
+    # The install line of the project's own README: orcakit comes from where it was generated
+    # (it is on no package index), so the command works from a fresh venv with plain pip.
+    install = next((line.split("#")[0].strip() for line in (project / "README.md").read_text().splitlines()
+                    if line.startswith("pip install ")), "pip install -e '.[test]'")
     out.print("next:")
-    out.print(esc(f"  cd {project} && pip install -e '.[test]'"))
+    out.print(esc(f"  cd {project}"))
+    out.print("  python -m venv .venv && . .venv/bin/activate")
+    out.print(esc(f"  {install}"))
     out.print("  pytest                          # its unit tests and the conformance suite (quick profile)")
     out.print('  grep -rn "TODO(backend)" src    # each place your backend\'s call goes')
     out.print(f"  pytest --flavor={esc(chosen['flavor_name'])} --certify --report-dir=cert   # the record")
