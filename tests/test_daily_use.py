@@ -186,3 +186,46 @@ def test_runs_list_keeps_id_and_status_whole_at_80_columns(runner: CliRunner, mo
     assert all(len(line) <= 80 for line in listing.splitlines()), listing
     line = next(line for line in listing.splitlines() if run_id in line)
     assert "completed" in line and "…" not in listing
+
+
+# -- the smaller faults a user meets --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("mysql://x", "the 'mysql' driver is not installed here"),
+        ("nope://x", "SQLAlchemy has no dialect 'nope'"),
+        ("notaurl", "is not a SQLAlchemy URL: it has no 'dialect://' scheme"),
+    ],
+)
+def test_stack_register_checks_the_run_store_url_and_driver(runner: CliRunner, url: str, message: str) -> None:
+    out = invoke(runner, "stack", "register", "bad", "-o", "default", "--run-store", url, code=2).output
+    assert message in out and "<unparseable URL>" not in out, out
+    assert "bad" not in {stack["name"] for stack in json.loads(invoke(runner, "stack", "list", "--output", "json").output)}
+
+
+def test_a_full_disk_under_the_run_store_says_no_space_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orcakit.reference._runtime import faults
+
+    path = tmp_path / "runs.db"
+    full = faults.sqlite_fault(path, "database or disk is full")
+    assert full is not None and "no space left on the disk" in full.what and "df -h" in full.fix
+    # SQLite reports an ENOSPC on its -shm/-wal as a disk I/O error: the disk is asked.
+    monkeypatch.setattr(faults, "_disk_full", lambda _path: True)
+    assert "no space left" in faults.sqlite_fault(path, "disk i/o error").what
+    monkeypatch.setattr(faults, "_disk_full", lambda _path: False)
+    assert "disk I/O error" in faults.sqlite_fault(path, "disk i/o error").what
+
+
+def test_run_takes_a_file_path(runner: CliRunner, tmp_path: Path) -> None:
+    folder = tmp_path / "my project"
+    folder.mkdir()
+    (folder / "my_pipes.py").write_text(
+        "from orcakit import pipeline, step\n\n@step\ndef one() -> int:\n    return 1\n\n@pipeline\ndef pipe():\n    one()\n"
+    )
+    out = invoke(runner, "run", f"{folder / 'my_pipes.py'}:pipe").output
+    assert "status:   COMPLETED" in out, out
+    assert "no such file" in invoke(runner, "run", f"{folder / 'nope.py'}:pipe", code=2).output
+    (folder / "2bad.py").write_text("")
+    assert "not a Python identifier" in invoke(runner, "run", f"{folder / '2bad.py'}:pipe", code=2).output

@@ -176,3 +176,20 @@ def test_a_delegated_cgroup_v2_subtree_is_used(tmp_path: Path) -> None:
     # A process alone is refused with the reason when the group is not delegated.
     missing, why = cgroups._delegated_v2(root, "/")
     assert missing is None and "in no group of its own" in why
+
+
+def test_a_read_only_orcakit_home_still_lists_runs(unprivileged) -> None:
+    run, work = unprivileged
+    home = work / "ro-home"
+    env_home = f"ORCAKIT_HOME={home}"
+    ran = run("env", env_home, "orcakit", "run", "mymodule:training_without_limits")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    home.chmod(0o555)  # the user can no longer write its home (nor SQLite its -wal/-shm there)
+    try:
+        listed = run("env", env_home, "orcakit", "runs", "list")
+        assert listed.returncode == 0 and "training_without_limits" in listed.stdout, listed.stdout + listed.stderr
+        assert "is read-only" in listed.stderr and "read-only copy" in listed.stderr
+        refused = run("env", env_home, "orcakit", "run", "mymodule:training_without_limits")
+        assert refused.returncode != 0 and "read-only" in refused.stderr and "ORCAKIT_HOME" in refused.stderr
+    finally:
+        home.chmod(0o755)

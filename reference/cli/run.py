@@ -33,12 +33,15 @@ def load_pipeline(target: str) -> Any:
 
     from orcakit import Pipeline
 
-    module_name, sep, attr = target.partition(":")
+    module_name, sep, attr = target.rpartition(":") if target.count(":") > 1 else target.partition(":")
     if not sep or not module_name or not attr:
-        raise click.UsageError(f"{target!r}: give the pipeline as MODULE:PIPELINE, e.g. my_pipelines:training")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+        raise click.UsageError(
+            f"{target!r}: give the pipeline as MODULE:PIPELINE or FILE.py:PIPELINE, e.g. my_pipelines:training "
+            "or path/to/my_pipelines.py:training"
+        )
+    module_name, root = module_of(module_name)
+    if root not in sys.path:
+        sys.path.insert(0, root)
     try:
         value: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -67,6 +70,25 @@ def load_pipeline(target: str) -> Any:
             fix="decorate the function with @orcakit.pipeline",
         )
     return value
+
+
+def module_of(name: str) -> tuple[str, str]:
+    """``(module name, folder to import it from)`` for MODULE (from the current directory) or a
+    file path ``path/to/mod.py`` (imported as ``mod`` from ``path/to``, which step processes
+    then put on their sys.path too)."""
+    if name.endswith(".py") or os.sep in name or (os.altsep and os.altsep in name):
+        path = os.path.abspath(name)
+        if not os.path.isfile(path):
+            raise ConfigurationError(f"no such file {name!r}", fix="give the path of a Python file, or MODULE:PIPELINE")
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if not stem.isidentifier():
+            raise ConfigurationError(
+                f"{name!r} cannot be imported as a module: {stem!r} is not a Python identifier",
+                why="every step re-imports its function by module name in its own process",
+                fix="rename the file (letters, digits and '_', not starting with a digit)",
+            )
+        return stem, os.path.dirname(path)
+    return name, os.getcwd()
 
 
 def _pipelines_in(module: Any) -> list[str]:
@@ -120,7 +142,7 @@ def run_command(target: str, stack_name: str | None, params: tuple[str, ...], no
     snapshot = pipeline.compile(stack_spec, **arguments)
     # Step processes re-import the pipeline's module from where `orcakit run` imported it (the
     # default root would be the folder of the `orcakit` script, which holds no user code).
-    snapshot = snapshot.model_copy(update={"source_roots": [os.getcwd()]})
+    snapshot = snapshot.model_copy(update={"source_roots": [module_of(target.rpartition(":")[0])[1]]})
     out = console()
     where = f"stack {stack_name or config.load().active_stack} (orchestrator {stack_spec.orchestrator.name}, flavor {stack_spec.orchestrator.flavor})"
     count = len(snapshot.steps)

@@ -32,10 +32,40 @@ def _run_store(stack_name: str | None) -> Any:
     from .._runtime.run_store import RunStore
     from .orphans import reap_orphans
 
+    from orcakit import StoreError
+
     _, stack_spec = _stack(stack_name)
-    store = RunStore(stack_spec.run_store)
-    reap_orphans(store, stack_spec)
+    try:
+        store = RunStore(stack_spec.run_store)
+        reap_orphans(store, stack_spec)
+    except StoreError as exc:
+        if " is read-only" not in exc.what:
+            raise
+        return _read_only_copy(stack_spec.run_store, exc.what)
     return store
+
+
+def _read_only_copy(url: str, why: str) -> Any:
+    """A SQLite run store this user may read but not write (a read-only ORCAKIT_HOME, another
+    user's store): SQLite cannot even read a WAL database without writing its -shm file beside
+    it, so the commands that only read open a private copy (nothing is written to the original,
+    and no orphan is reaped)."""
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from .._runtime.run_store import RunStore
+    from .._runtime.stores import sqlite_database
+
+    source = Path(sqlite_database(url) or "").expanduser()
+    folder = Path(tempfile.mkdtemp(prefix="orcakit-readonly-store-"))
+    atexit.register(shutil.rmtree, folder, True)
+    for suffix in ("", "-wal"):
+        if Path(f"{source}{suffix}").is_file():
+            shutil.copyfile(f"{source}{suffix}", folder / f"runs.db{suffix}")
+    console(stderr=True).print(f"[dim]note: {esc(why)}; showing a read-only copy of it[/]", soft_wrap=True)
+    return RunStore(f"sqlite:///{folder / 'runs.db'}")
 
 
 def find_run(store: Any, run_id: str, stack_name: str | None) -> Any:

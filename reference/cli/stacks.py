@@ -176,15 +176,48 @@ def _checked_run_store(url: str | None) -> str | None:
     try:
         parsed = make_url(url)
     except ArgumentError:
+        # The text itself is not echoed (it may hold a password, and it cannot be parsed to hide it).
         raise ConfigurationError(
-            f"--run-store {redact_url(url)!r} is not a SQLAlchemy URL",
+            "--run-store is not a SQLAlchemy URL: it has no 'dialect://' scheme" if "://" not in url
+            else "--run-store is not a SQLAlchemy URL",
+            why="the run store is opened with SQLAlchemy, which takes URLs of the form dialect[+driver]://user:password@host/database",
             fix="use sqlite:////absolute/path/runs.db or postgresql+psycopg://user:pass@host/db",
         ) from None
+    _check_driver(parsed, redact_url(url))
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         # Like the artifact folder: a relative SQLite path would differ per working directory.
         parsed = parsed.set(database=os.path.abspath(os.path.expanduser(parsed.database)))
         return parsed.render_as_string(hide_password=False)
     return url
+
+
+#: The run-store drivers orcakit is tested with, and the extra that brings each.
+_DRIVER_EXTRAS = {"postgresql": "pip install 'orcakit[postgres]'"}
+
+
+def _check_driver(parsed, shown: str) -> None:
+    """Refuse at registration a run-store URL whose dialect or driver is not installed here,
+    instead of failing at the first run."""
+    from sqlalchemy.exc import NoSuchModuleError
+
+    try:
+        dialect = parsed.get_dialect()
+        if hasattr(dialect, "import_dbapi"):
+            dialect.import_dbapi()
+        else:  # SQLAlchemy < 2
+            dialect.dbapi()
+    except NoSuchModuleError:
+        raise ConfigurationError(
+            f"--run-store {shown}: SQLAlchemy has no dialect {parsed.drivername!r}",
+            fix="use sqlite:///... or postgresql+psycopg://... (the run stores orcakit is tested with)",
+        ) from None
+    except ImportError as exc:
+        backend = parsed.get_backend_name()
+        raise ConfigurationError(
+            f"--run-store {shown}: the {parsed.drivername!r} driver is not installed here ({exc})",
+            why="every run, and every process of a run, opens the run store with this driver",
+            fix=_DRIVER_EXTRAS.get(backend, f"install the Python driver for {backend}, or use sqlite:///... or postgresql+psycopg://..."),
+        ) from None
 
 
 @stack_group.command("register")
