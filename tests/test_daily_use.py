@@ -229,3 +229,23 @@ def test_run_takes_a_file_path(runner: CliRunner, tmp_path: Path) -> None:
     assert "no such file" in invoke(runner, "run", f"{folder / 'nope.py'}:pipe", code=2).output
     (folder / "2bad.py").write_text("")
     assert "not a Python identifier" in invoke(runner, "run", f"{folder / '2bad.py'}:pipe", code=2).output
+
+
+def test_shell_completion_is_clicks_and_completes_run_ids(runner: CliRunner, orcakit_home: Path) -> None:
+    import subprocess
+    import sys
+
+    run_id = run_id_of(invoke(runner, "run", f"{DAILY}:results").output)
+    orcakit = str(Path(sys.executable).with_name("orcakit"))
+    env = {**os.environ, "ORCAKIT_HOME": str(orcakit_home)}
+
+    def complete(words: str, index: int) -> list[str]:
+        done = subprocess.run([orcakit], env={**env, "_ORCAKIT_COMPLETE": "bash_complete", "COMP_WORDS": words,
+                                              "COMP_CWORD": str(index)}, capture_output=True, text=True, timeout=120)
+        return done.stdout.split()
+
+    script = subprocess.run([orcakit], env={**env, "_ORCAKIT_COMPLETE": "bash_source"}, capture_output=True, text=True, timeout=120)
+    assert "_orcakit_completion()" in script.stdout  # what the README puts in ~/.bashrc
+    assert "plain,logs" in complete("orcakit runs lo", 2)
+    assert {"plain,json", "plain,yaml"} <= set(complete("orcakit runs list --output ", 4))
+    assert f"plain,{run_id}" in complete(f"orcakit runs show {run_id[:4]}", 3)

@@ -113,6 +113,28 @@ def find_run(store: Any, run_id: str, stack_name: str | None) -> Any:
                      fix="list runs with `orcakit runs list` (add --stack NAME for another stack's)")
 
 
+def _complete_run_ids(ctx: click.Context, _param: Any, incomplete: str) -> list[Any]:
+    """Shell completion of RUN: the recent runs of the stack asked for, with their pipeline and
+    status as help (nothing when the store cannot be read: completion never prints errors)."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        from .._runtime.run_store import RunStore
+
+        _, stack_spec = _stack(ctx.params.get("stack_name"))
+        store = RunStore(stack_spec.run_store, create_tables=False)
+        try:
+            records = store.list_runs(limit=50)
+        finally:
+            store.close()
+    except Exception:  # noqa: BLE001
+        return []
+    return [CompletionItem(r.id, help=f"{r.pipeline_name} {r.status.value}") for r in records if r.id.startswith(incomplete)]
+
+
+_RUN_ARGUMENT = click.argument("run_id", metavar="RUN", shell_complete=_complete_run_ids)
+
+
 def _when(value: Any) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
@@ -194,7 +216,7 @@ def _outputs(stack_spec: Any, record: Any, steps: dict[str, Any]) -> dict[str, s
 
 
 @runs_group.command("show")
-@click.argument("run_id", metavar="RUN")
+@_RUN_ARGUMENT
 @_STACK_OPTION
 @output_option
 @click.option("--no-outputs", is_flag=True, help="Do not read the steps' outputs from the artifact store.")
@@ -308,7 +330,7 @@ def _log_text(stack_spec: Any, record: Any, step: str) -> bytes | None:
 
 
 @runs_group.command("logs")
-@click.argument("run_id", metavar="RUN")
+@_RUN_ARGUMENT
 @click.argument("step", required=False)
 @_STACK_OPTION
 @click.option("--follow", "-f", is_flag=True, help="Keep printing what the step(s) write until the run ends.")
@@ -362,7 +384,7 @@ def runs_logs(run_id: str, step: str | None, stack_name: str | None, follow: boo
 
 
 @runs_group.command("stop")
-@click.argument("run_id", metavar="RUN")
+@_RUN_ARGUMENT
 @_STACK_OPTION
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the run to reach a terminal status.")
 def runs_stop(run_id: str, stack_name: str | None, timeout: float) -> None:
