@@ -55,6 +55,7 @@ from ._runtime.artifact_store import (
     save_dynamic_step,
 )
 from ._runtime.run_store import RunStore
+from ._runtime.driver_watch import watch_driver
 from ._runtime.scrub import scrub_output
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_NOT_ATTACHED = 0, 1, 3
@@ -135,6 +136,7 @@ class StepRunner:
             print(f"orcakit: step {step_name!r} could not attach to its run; nothing was recorded", file=sys.stderr)
             return EXIT_NOT_ATTACHED
         attempt = self.store.start_attempt(run_uuid, step_name)
+        watch_driver(self.store, self.snapshot.stack, run_uuid)  # a step whose client died ends its run
         try:
             func = import_source(spec.source, self.snapshot.source_roots)
             func = func.func if isinstance(func, Step) else func

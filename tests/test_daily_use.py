@@ -249,3 +249,19 @@ def test_shell_completion_is_clicks_and_completes_run_ids(runner: CliRunner, orc
     assert "plain,logs" in complete("orcakit runs lo", 2)
     assert {"plain,json", "plain,yaml"} <= set(complete("orcakit runs list --output ", 4))
     assert f"plain,{run_id}" in complete(f"orcakit runs show {run_id[:4]}", 3)
+
+
+@pytest.mark.parametrize("launcher", ["exec", "fork"])
+def test_a_step_whose_client_died_ends_its_run_itself(tmp_path: Path, launcher: str) -> None:
+    """No later command opens the run store: the step sees its driver's lease lapse and reaps."""
+    from orcakit import ExecutionStatus
+    from tests.test_orphaned_runs import Client, alive, sigkill, wait_until
+
+    client = Client(tmp_path, launcher)
+    client.env["ORCAKIT_DRIVER_WATCH_SECONDS"] = "0.5"  # the steps inherit the client's environment
+    proc = client.start("lingering")
+    pids = client.step_pids()
+    sigkill(proc)
+    assert wait_until(lambda: not alive(pids["step"]) and not alive(pids["child"]), timeout=60)
+    run = client.the_run()
+    assert run.status is ExecutionStatus.FAILED and "died without finishing it" in run.reason, run
