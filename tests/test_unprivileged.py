@@ -91,7 +91,7 @@ def unprivileged(orcakit_wheel: Path, tmp_path_factory: pytest.TempPathFactory):
     frozen = subprocess.run([uv, "pip", "freeze", "--python", sys.executable], capture_output=True, text=True, check=True).stdout
     pins.write_text("".join(line + "\n" for line in frozen.splitlines() if not line.startswith(("-e", "orcakit"))))
     for command in ([uv, "venv", "--quiet", "--python", python, str(venv)],
-                    [uv, "pip", "install", "--offline", "--quiet", "--python", str(venv / "bin" / "python"),
+                    [uv, "pip", "install", "--offline", "--quiet", "--compile-bytecode", "--python", str(venv / "bin" / "python"),
                      "-c", str(pins), f"{orcakit_wheel}[conformance]"]):
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -141,6 +141,7 @@ def test_the_manifest_shown_is_what_this_user_gets(unprivileged) -> None:
     assert "cpu on this host: not enforced here" in described and "Delegate=yes" in described
 
 
+@pytest.mark.slow
 def test_the_local_flavor_certifies_its_quick_profile_as_a_normal_user(unprivileged) -> None:
     run, work = unprivileged
     done = run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--flavor=local", "--conformance-profile=quick",
