@@ -42,6 +42,7 @@ from orcakit import (
     unseal,
     unseal_step,
 )
+from orcakit.sealing import secret_parameter_values
 from orcakit.sources import import_object
 
 from ._runtime.artifact_store import (
@@ -188,12 +189,13 @@ class StepRunner:
         run_id, run_uuid = self.attach()
         self.store.set_run_status(run_uuid, ExecutionStatus.RUNNING)
         base_env = {SNAPSHOT_ID_ENV: self.snapshot.snapshot_id, **self.snapshot.environment}
+        known = secret_parameter_values(self.snapshot.pipeline_parameters)  # sealed wherever a step gets them
 
         def execute(spec: StepSpec) -> Any:
             name = spec.name
             self.snapshot = self.snapshot.with_step(spec)
             # Stored sealed; the step gets the shared secrets and its own (SPEC SEC-1).
-            step_secrets = save_dynamic_step(self.artifacts, self.snapshot.snapshot_id, spec)
+            step_secrets = save_dynamic_step(self.artifacts, self.snapshot.snapshot_id, spec, known)
             secrets = secrets_environment({**self.secrets, **step_secrets})
             self.orchestrator.run_isolated_step(self.snapshot, name, {**base_env, **spec.environment, **secrets})
             record = self.store.step(run_uuid, name)

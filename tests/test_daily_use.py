@@ -82,6 +82,15 @@ def test_a_sealed_secret_raised_by_a_step_is_in_no_store_log_or_output(
             assert stat.S_IMODE(side.stat().st_mode) & 0o077 == 0, side
 
 
+def test_a_secret_parameter_of_a_dynamic_pipeline_is_sealed_in_the_steps_it_reaches(
+    runner: CliRunner, orcakit_home: Path
+) -> None:
+    ran = invoke(runner, "run", f"{DAILY}:leaky_dynamic", "--param", f"api_token={PARAM_SECRET}", code=1)
+    assert "ConnectionError" in ran.output and "(********)" in ran.output, ran.output
+    assert PARAM_SECRET not in ran.output and SECRET not in ran.output
+    assert files_holding(orcakit_home, SECRET, PARAM_SECRET) == []
+
+
 def test_the_run_store_file_is_made_owner_only_and_an_old_one_is_tightened(tmp_path: Path) -> None:
     from orcakit.reference import RunStore
 
@@ -265,3 +274,34 @@ def test_a_step_whose_client_died_ends_its_run_itself(tmp_path: Path, launcher: 
     assert wait_until(lambda: not alive(pids["step"]) and not alive(pids["child"]), timeout=60)
     run = client.the_run()
     assert run.status is ExecutionStatus.FAILED and "died without finishing it" in run.reason, run
+
+
+# -- the scrubber, as a property ----------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    secrets=st.lists(st.text(min_size=4, max_size=12), min_size=1, max_size=3),
+    pieces=st.lists(st.text(max_size=8), min_size=1, max_size=4),
+)
+def test_no_sealed_value_survives_scrubbing(secrets: list[str], pieces: list[str]) -> None:
+    from orcakit.reference._runtime.scrub import Scrubber, secret_strings
+
+    scrub = Scrubber({f"/environment/K{i}": value for i, value in enumerate(secrets)})
+    text = "".join(piece + secrets[i % len(secrets)] for i, piece in enumerate(pieces))
+    out = scrub(text)
+    for value in secret_strings(secrets):
+        assert value not in out
+
+
+def test_scrubbing_finds_the_forms_a_secret_takes_in_messages() -> None:
+    from orcakit.reference._runtime.scrub import Scrubber
+
+    scrub = Scrubber({"/stack/run_store": "postgresql://app:p%40ss-w0rd@db/x", "/environment/TOKEN": "it's \\secret"})
+    assert scrub("url postgresql://app:p%40ss-w0rd@db/x") == "url ********"
+    assert scrub("password p@ss-w0rd and p%40ss-w0rd") == "password ******** and ********"  # decoded and not
+    assert scrub(repr("it's \\secret")) == '"********"' and scrub('{"t": "it\'s \\\\secret"}') == '{"t": "********"}'
+    assert scrub("abc 1 2") == "abc 1 2"  # nothing else touched

@@ -50,7 +50,8 @@ def secret_strings(secrets: Mapping[str, Any] | Iterable[Any]) -> set[str]:
             forms = {text, repr(text)[1:-1], json.dumps(text)[1:-1]}
             for match in _URL_PASSWORD.finditer(text):
                 forms |= {match["password"], unquote(match["password"])}
-            found.update(form for form in forms if len(form) >= MIN_SCRUBBED_LENGTH and form != REDACTED)
+            # (a "secret" made of the marker's own characters would be re-found in every marker)
+            found.update(form for form in forms if len(form) >= MIN_SCRUBBED_LENGTH and form not in REDACTED)
 
     for value in values:
         add(value)
@@ -72,10 +73,16 @@ class Scrubber:
         return bool(self._strings)
 
     def __call__(self, text: str) -> str:
-        for secret in self._strings:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        # Until nothing changes: a marker put in can complete another secret with the text
+        # around it ("ab" + "********" + "cd" when a secret is "b********c"). Each round removes
+        # at least one secret occurrence and adds none, so this ends.
+        while True:
+            before = text
+            for secret in self._strings:
+                if secret in text:
+                    text = text.replace(secret, REDACTED)
+            if text == before:
+                return text
 
 
 class ScrubbingStream(io.TextIOBase):

@@ -41,3 +41,8 @@ def summarise(data: dict) -> str:
 @pipeline
 def results(n: int = 3):
     summarise(produce(n))
+
+
+@pipeline(dynamic=True)
+def leaky_dynamic(api_token: str = "none"):
+    connect(api_token)
