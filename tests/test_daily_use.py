@@ -148,6 +148,15 @@ def test_runs_show_logs_and_json_output_of_a_run(runner: CliRunner, tmp_path: Pa
     assert "no step 'nope'" in bad and "produce, summarise" in bad
 
 
+def test_run_with_logs_prints_the_step_output_prefixed_before_the_outcome(runner: CliRunner) -> None:
+    out = invoke(runner, "run", f"{DAILY}:results", "-p", "n=2", "--logs").output
+    lines = out.splitlines()
+    for line in ("[produce] producing 2 rows", "[summarise] summary line 1", "[summarise] summary line 2"):
+        assert line in lines, out
+    assert lines.index("[summarise] summary line 2") < next(i for i, l in enumerate(lines) if l.startswith("run ID:"))
+    assert "[produce]" not in invoke(runner, "run", f"{DAILY}:results").output  # only when asked
+
+
 def test_list_and_describe_commands_speak_json(runner: CliRunner) -> None:
     flavors = json.loads(invoke(runner, "flavor", "list", "--output", "json").output)
     assert any(f["name"] == "local" for f in flavors)
