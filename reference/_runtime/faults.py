@@ -82,8 +82,11 @@ def sqlite_folder(database: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise file_error(exc, path.parent, "create the run store's folder", StoreError, _WHY_RUN_STORE) from None
+    # Where the folder's default ACL shares it with named users (the docker flavor's step
+    # containers), the group bits are the ACL mask: rw lets them in, "other" stays excluded.
+    mode = 0o660 if _has_acl(path.parent, "system.posix_acl_default") else 0o600
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
     except FileExistsError:
         _owner_only(path)  # made by an earlier orcakit with the umask's mode (0644)
     except OSError:
@@ -97,10 +100,19 @@ def _owner_only(path: Path) -> None:
     shared store someone set up on purpose, or a read-only one, stays as it is)."""
     try:
         info = path.stat()
-        if info.st_uid == os.geteuid() and info.st_mode & 0o077 and path.is_file():
-            path.chmod(info.st_mode & 0o700)
+        # With an ACL the group bits are its mask (what named users get): only "other" goes.
+        keep = 0o770 if _has_acl(path, "system.posix_acl_access") else 0o700
+        if info.st_uid == os.geteuid() and info.st_mode & 0o777 & ~keep and path.is_file():
+            path.chmod(info.st_mode & keep)
     except OSError:
         pass
+
+
+def _has_acl(path: Path, attribute: str) -> bool:
+    try:
+        return bool(os.getxattr(path, attribute))
+    except OSError:  # no such attribute, or no ACLs on this file system
+        return False
 
 
 _WHY_RUN_STORE = "every run, step and attempt is recorded in the run store, so nothing can run or be shown without it"
