@@ -125,8 +125,14 @@ def test_secret_looking_parameters_are_sealed_in_the_stored_snapshot(make_stack)
 def test_runs_show_logs_and_json_output_of_a_run(runner: CliRunner, tmp_path: Path) -> None:
     import yaml
 
-    run_id = run_id_of(invoke(runner, "run", f"{DAILY}:results", "-p", "n=4").output)
+    ran = invoke(runner, "run", f"{DAILY}:results", "-p", "n=4").output
+    run_id = run_id_of(ran)
     shown = invoke(runner, "runs", "show", run_id[:8]).output
+    # the duration `orcakit run` printed is the one `runs list` and `runs show` print
+    printed = next(line.split()[1] for line in ran.splitlines() if line.startswith("duration:"))
+    row = next(line for line in invoke(runner, "runs", "list").output.splitlines() if run_id in line)
+    assert printed == [cell.strip() for cell in row.split("│") if cell.strip()][-1]
+    assert f"duration:        {printed}" in shown
     # outputs, summarised: the type, its size and the start of its repr
     assert "dict[2]: {'rows': [0, 1, 2, 3], 'n': 4}" in shown and "str[6]: '4 rows'" in shown, shown
     data = json.loads(invoke(runner, "runs", "show", run_id, "--output", "json").output)
