@@ -122,7 +122,7 @@ def test_secret_looking_parameters_are_sealed_in_the_stored_snapshot(make_stack)
 # -- seeing results ---------------------------------------------------------------------------------
 
 
-def test_runs_show_logs_and_json_output_of_a_run(runner: CliRunner, tmp_path: Path) -> None:
+def test_runs_show_logs_and_json_output_of_a_run(runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import yaml
 
     ran = invoke(runner, "run", f"{DAILY}:results", "-p", "n=4").output
@@ -140,6 +140,11 @@ def test_runs_show_logs_and_json_output_of_a_run(runner: CliRunner, tmp_path: Pa
     assert data["steps"]["summarise"]["output"] == "str[6]: '4 rows'"
     assert [a["step_name"] for a in data["attempts"]] == ["produce", "summarise"]
     assert yaml.safe_load(invoke(runner, "runs", "show", run_id, "--output", "yaml").output)["id"] == run_id
+    from orcakit.reference.cli import runs as runs_module
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs_module, "_LARGEST_SHOWN", 10)  # every output is "large" now: not read
+        assert "MiB, not read:" in invoke(runner, "runs", "show", run_id).output
     listed = json.loads(invoke(runner, "runs", "list", "--output", "json").output)
     assert [run["id"] for run in listed] == [run_id]
     # one duration, the same everywhere

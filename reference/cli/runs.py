@@ -199,14 +199,26 @@ def runs_list(limit: int, stack_name: str | None, output_format: str) -> None:
     out.print(table)
 
 
+#: Step outputs larger than this (bytes, local artifact store) are not read to be summarised.
+_LARGEST_SHOWN = 16 * 2**20
+
+
 def _outputs(stack_spec: Any, record: Any, steps: dict[str, Any]) -> dict[str, str]:
     """Each step output, summarised for a table (an output that cannot be loaded says why)."""
     from .._runtime.outputs import StepOutputs, summarise
+
+    import os
 
     loader = StepOutputs.of(record.id, stack_spec)
     shown = {}
     for name, step in steps.items():
         if not step.outputs:
+            continue
+        uri = step.outputs.get("output", "")
+        size = os.path.getsize(uri) if uri and os.path.isfile(uri) else None
+        if size is not None and size > _LARGEST_SHOWN:
+            # a summary is not worth reading a large artifact (run.outputs[...] reads it in Python)
+            shown[name] = f"({size / 2**20:.0f} MiB, not read: {uri})"
             continue
         try:
             shown[name] = summarise(loader[name])
