@@ -128,6 +128,23 @@ def test_the_readme_first_example_as_a_normal_user_is_refused_with_why_and_fix(u
     assert (work / ".orcakit" / "runs.db").stat().st_uid == (work).stat().st_uid
 
 
+def test_on_a_cgroup_v2_layout_the_refusal_points_at_a_delegated_scope(unprivileged) -> None:
+    """The v2 layout emulated: a root-owned tree with cpu and memory controllers that the user
+    may not write, and the user's process in no group of its own."""
+    run, work = unprivileged
+    fake = work / "cgroup2"
+    fake.mkdir()
+    (fake / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    assert run("orcakit", "orchestrator", "register", "v2", "--flavor=local", f"--cgroup_root={fake}").returncode == 0
+    assert run("orcakit", "stack", "register", "v2", "-o", "v2").returncode == 0
+    refused = run("orcakit", "run", "mymodule:training", "--stack", "v2")
+    err = " ".join(refused.stderr.split())
+    assert refused.returncode == 1 and "may not write the cgroup v2 hierarchy" in err, err
+    assert "systemd-run --user --scope -p Delegate=yes" in err
+    described = json.loads(run("orcakit", "flavor", "describe", "local", "--output", "json").stdout)
+    assert described["capabilities"]["on_this_host"]["memory"] == "rejected"
+
+
 def test_the_manifest_shown_is_what_this_user_gets(unprivileged) -> None:
     run, _ = unprivileged
     listed = json.loads(run("orcakit", "flavor", "list", "--output", "json").stdout)
