@@ -42,6 +42,7 @@ from orcakit import (
     unseal,
     unseal_step,
 )
+from orcakit.sealing import secret_parameter_values
 from orcakit.sources import import_object
 
 from ._runtime.artifact_store import (
@@ -55,6 +56,8 @@ from ._runtime.artifact_store import (
     save_dynamic_step,
 )
 from ._runtime.run_store import RunStore
+from ._runtime.driver_watch import watch_driver
+from ._runtime.scrub import scrub_output
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_NOT_ATTACHED = 0, 1, 3
 
@@ -130,6 +133,9 @@ class StepRunner:
         return unseal_step(load_dynamic_step(self.artifacts, self.snapshot.snapshot_id, step_name), secrets)
 
     def run_step(self, step_name: str) -> int:
+        # Before anything can print: the step's output and failure reason never carry a value
+        # the runtime sealed for this run (SPEC SEC-1; see _runtime/scrub.py).
+        scrub = scrub_output(self.secrets, snapshot_secrets(os.environ))
         try:
             spec = self.step_spec(step_name)
             run_id, run_uuid, attempt = self.attach(step_name)
@@ -137,6 +143,7 @@ class StepRunner:
             traceback.print_exc()
             print(f"orcakit: step {step_name!r} could not attach to its run; nothing was recorded", file=sys.stderr)
             return EXIT_NOT_ATTACHED
+        watch_driver(self.store, self.snapshot.stack, run_uuid)  # a step whose client died ends its run
         try:
             func = import_source(spec.source, self.snapshot.source_roots)
             func = func.func if isinstance(func, Step) else func
@@ -157,7 +164,7 @@ class StepRunner:
             uri = self.artifacts.put(output_key(run_uuid, step_name), materialize(value))
         except BaseException as exc:  # noqa: BLE001 - every failure must be recorded
             traceback.print_exc()
-            reason = f"{type(exc).__name__}: {exc}".strip()
+            reason = scrub(f"{type(exc).__name__}: {exc}".strip())
             status = self.store.finish_attempt(
                 run_uuid, step_name, attempt, succeeded=False, total_attempts=spec.total_attempts, reason=reason[:4000],
                 finalize=self._finalize_steps(),
@@ -183,15 +190,17 @@ class StepRunner:
 
     def orchestrate(self) -> int:
         """Run a dynamic pipeline's function live; each step call runs as an isolated step."""
+        scrub_output(self.secrets)
         run_id, run_uuid, _ = self.attach()
         self.store.set_run_status(run_uuid, ExecutionStatus.RUNNING)
         base_env = {SNAPSHOT_ID_ENV: self.snapshot.snapshot_id, **self.snapshot.environment}
+        known = secret_parameter_values(self.snapshot.pipeline_parameters)  # sealed wherever a step gets them
 
         def execute(spec: StepSpec) -> Any:
             name = spec.name
             self.snapshot = self.snapshot.with_step(spec)
             # Stored sealed; the step gets the shared secrets and its own (SPEC SEC-1).
-            step_secrets = save_dynamic_step(self.artifacts, self.snapshot.snapshot_id, spec)
+            step_secrets = save_dynamic_step(self.artifacts, self.snapshot.snapshot_id, spec, known)
             secrets = secrets_environment({**self.secrets, **step_secrets})
             self.orchestrator.run_isolated_step(self.snapshot, name, {**base_env, **spec.environment, **secrets})
             record = self.store.step(run_uuid, name)

@@ -341,7 +341,17 @@ class Pipeline:
             raise PipelineDefinitionError(
                 f"pipeline {self.name!r} calls no step", fix="call at least one @step function in the pipeline body"
             )
-        return PipelineSnapshot(steps=compilation.steps, **common)
+        # What the run was called with, where it is JSON (a static pipeline's steps carry the
+        # values they use; this record says which came from a parameter, so that a secret-looking
+        # one is sealed wherever it went: orcakit.sealing).
+        recorded = {}
+        for key, value in parameters.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                continue
+            recorded[key] = value
+        return PipelineSnapshot(steps=compilation.steps, pipeline_parameters=recorded, **common)
 
     def parameters_from_text(self, raw: dict[str, str]) -> dict[str, Any]:
         """``{name: text}`` (``orcakit run --param name=text``) as values of the declared

@@ -12,7 +12,8 @@ moves them all by moving one variable. The step *unseals* the snapshot it loaded
 What is secret is decided by :mod:`orcakit.redaction` (one definition): in the pipeline's and
 each step's ``environment``, in the orchestrator's config (at any depth) and in the artifact
 store's options, the value of every secret-looking key, and every URL's password; the run-store
-URL's password. Keys and non-secret values stay, so the stored snapshot still says what ran where.
+URL's password; the pipeline's parameters with secret-looking names (``--param db_password=...``),
+and wherever such a value is passed on to a step's parameters, under any name. Keys and non-secret values stay, so the stored snapshot still says what ran where.
 
 Each process gets only the secrets it needs: the stack's and the pipeline's, and its own step's
 environment (:meth:`SealedSnapshot.environment`); other steps' secrets stay sealed in it.
@@ -33,7 +34,12 @@ from .snapshot import PipelineSnapshot, StepSpec
 SNAPSHOT_SECRETS_ENV = "ORCAKIT_SNAPSHOT_SECRETS"
 
 #: Where a snapshot may hold secrets, outside the steps (every process needs these).
-_SHARED_ROOTS = (("environment",), ("stack", "run_store"), ("stack", "orchestrator", "config"), ("stack", "artifact_store_options"))
+_SHARED_ROOTS = (
+    ("environment",), ("stack", "run_store"), ("stack", "orchestrator", "config"), ("stack", "artifact_store_options"),
+    ("pipeline_parameters",),
+)
+#: Where a step holds secrets of its own (under /steps/<name>/).
+_STEP_PARTS = ("environment", "parameters")
 
 
 @dataclass(frozen=True)
@@ -57,17 +63,30 @@ def seal(snapshot: PipelineSnapshot) -> SealedSnapshot:
     """``snapshot`` with every secret value replaced by REDACTED, and those values by path."""
     data = snapshot.model_dump(mode="json")
     secrets: dict[str, Any] = {}
-    for root in (*_SHARED_ROOTS, *(("steps", name, "environment") for name in snapshot.steps)):
+    for root in _SHARED_ROOTS:
         _update(data, root, lambda value, pointer, key: _seal(value, key, pointer, secrets))
+    # A secret parameter's value passed on to a step (``connect(url=db_password)``) is secret
+    # there too, whatever the step calls it.
+    known = secret_parameter_values(snapshot.pipeline_parameters)
+    for name in snapshot.steps:
+        for part in _STEP_PARTS:
+            _update(data, ("steps", name, part), lambda value, pointer, key: _seal(value, key, pointer, secrets, known))
     return SealedSnapshot(PipelineSnapshot.model_validate(data), secrets)
 
 
-def seal_step(spec: StepSpec) -> tuple[StepSpec, dict[str, Any]]:
+def secret_parameter_values(parameters: Mapping[str, Any]) -> list[Any]:
+    """The values of the secret-looking parameters in ``parameters`` (sealed wherever they go)."""
+    return [value for key, value in parameters.items() if is_secret_key(str(key)) and value not in (None, "", {}, [])]
+
+
+def seal_step(spec: StepSpec, known: list[Any] = ()) -> tuple[StepSpec, dict[str, Any]]:
     """A step a dynamic pipeline adds at run time, sealed like the steps of :func:`seal` (its
-    paths are those it has once in the snapshot: ``/steps/<name>/environment/<KEY>``)."""
+    paths are those it has once in the snapshot: ``/steps/<name>/environment/<KEY>``);
+    ``known``: values sealed wherever they occur in its parameters (the pipeline's secret ones)."""
     data = {"steps": {spec.name: spec.model_dump(mode="json")}}
     secrets: dict[str, Any] = {}
-    _update(data, ("steps", spec.name, "environment"), lambda value, pointer, key: _seal(value, key, pointer, secrets))
+    for part in _STEP_PARTS:
+        _update(data, ("steps", spec.name, part), lambda value, pointer, key: _seal(value, key, pointer, secrets, known))
     return StepSpec.model_validate(data["steps"][spec.name]), secrets
 
 
@@ -77,7 +96,7 @@ def unseal(snapshot: PipelineSnapshot, secrets: Mapping[str, Any], step: str | N
     before it knows its step). Secrets for paths this snapshot does not have (another step's)
     are ignored. Raises ConfigurationError when a needed value is still sealed."""
     data = snapshot.model_dump(mode="json")
-    roots = [*_SHARED_ROOTS] + ([("steps", step, "environment")] if step is not None and step in snapshot.steps else [])
+    roots = [*_SHARED_ROOTS] + ([("steps", step, part) for part in _STEP_PARTS] if step is not None and step in snapshot.steps else [])
     _restore(data, roots, secrets, f"snapshot {snapshot.snapshot_id!r} of pipeline {snapshot.pipeline_name!r}")
     return PipelineSnapshot.model_validate(data)
 
@@ -85,7 +104,7 @@ def unseal(snapshot: PipelineSnapshot, secrets: Mapping[str, Any], step: str | N
 def unseal_step(spec: StepSpec, secrets: Mapping[str, Any]) -> StepSpec:
     """A step stored by :func:`seal_step`, with its secrets put back (see :func:`unseal`)."""
     data = {"steps": {spec.name: spec.model_dump(mode="json")}}
-    _restore(data, [("steps", spec.name, "environment")], secrets, f"step {spec.name!r}")
+    _restore(data, [("steps", spec.name, part) for part in _STEP_PARTS], secrets, f"step {spec.name!r}")
     return StepSpec.model_validate(data["steps"][spec.name])
 
 
@@ -116,16 +135,17 @@ def snapshot_secrets(environ: Mapping[str, str]) -> dict[str, Any]:
 # -- the walk ---------------------------------------------------------------------------------
 
 
-def _seal(value: Any, key: str, pointer: str, secrets: dict[str, Any]) -> Any:
+def _seal(value: Any, key: str, pointer: str, secrets: dict[str, Any], known: list[Any] = ()) -> Any:
     """Seal ``value`` (found under ``key``) as :func:`orcakit.redaction.redact` would redact it,
-    keeping each value it takes out under its pointer."""
-    if key and is_secret_key(key) and value not in (None, "", {}, []):
+    and wherever it equals one of the ``known`` secret values, keeping each value it takes out
+    under its pointer."""
+    if (key and is_secret_key(key) and value not in (None, "", {}, [])) or (known and value in known):
         secrets[pointer] = value
         return REDACTED
     if isinstance(value, dict):
-        return {k: _seal(v, str(k), f"{pointer}/{_escape(str(k))}", secrets) for k, v in value.items()}
+        return {k: _seal(v, str(k), f"{pointer}/{_escape(str(k))}", secrets, known) for k, v in value.items()}
     if isinstance(value, list):
-        return [_seal(v, "", f"{pointer}/{i}", secrets) for i, v in enumerate(value)]
+        return [_seal(v, "", f"{pointer}/{i}", secrets, known) for i, v in enumerate(value)]
     # A value that already looks sealed is carried too, so that unsealing can tell it from a
     # placeholder whose secret is missing.
     if isinstance(value, str) and (redact(value) != value or _is_sealed(value, "")):
@@ -136,7 +156,8 @@ def _seal(value: Any, key: str, pointer: str, secrets: dict[str, Any]) -> Any:
 
 def _restore(data: dict, roots: list[tuple[str, ...]], secrets: Mapping[str, Any], owner: str) -> None:
     def put_back(value: Any, pointer: str, key: str) -> Any:
-        if pointer in secrets and _seal(secrets[pointer], key, pointer, {}) == value:
+        # (a value sealed because it equals a secret parameter's: REDACTED under any key)
+        if pointer in secrets and (value == REDACTED or _seal(secrets[pointer], key, pointer, {}) == value):
             return secrets[pointer]
         if isinstance(value, dict):
             return {k: put_back(v, f"{pointer}/{_escape(str(k))}", str(k)) for k, v in value.items()}

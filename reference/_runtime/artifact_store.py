@@ -202,10 +202,11 @@ def load_snapshot(store: ArtifactStore, snapshot_id: str) -> PipelineSnapshot:
     return PipelineSnapshot.model_validate_json(store.get(snapshot_key(snapshot_id)))
 
 
-def save_dynamic_step(store: ArtifactStore, snapshot_id: str, spec: StepSpec) -> dict[str, Any]:
+def save_dynamic_step(store: ArtifactStore, snapshot_id: str, spec: StepSpec, known: list[Any] = ()) -> dict[str, Any]:
     """Store a step a dynamic pipeline added, sealed; return the secrets taken out of it (the
-    step's launcher puts them into its environment)."""
-    sealed, secrets = seal_step(spec)
+    step's launcher puts them into its environment). ``known``: values sealed wherever they
+    occur in its parameters (the pipeline's secret-looking parameters, ``orcakit.sealing``)."""
+    sealed, secrets = seal_step(spec, list(known))
     store.put(dynamic_step_key(snapshot_id, spec.name), sealed.model_dump_json().encode())
     return secrets
 

@@ -6,14 +6,16 @@ step half is :mod:`.entrypoint`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Callable
 
-from orcakit import ExecutionStatus, Pipeline, PipelineSnapshot, StackSpec, load_flavor
+from orcakit import ExecutionStatus, Pipeline, PipelineSnapshot, StackSpec, load_flavor, seal
 
 from .artifact_store import open_artifact_store, save_snapshot
 from .orphans import reap_orphaned_runs
 from .run_store import RunRecord, RunStore
+from .scrub import Scrubber
 
 logger = logging.getLogger("orcakit.client")
 
@@ -50,7 +52,9 @@ def run_snapshot(
     try:
         result = orchestrator.run(snapshot, placeholder_run=placeholder)
     except BaseException as exc:
-        store.set_run_status(placeholder.id, ExecutionStatus.FAILED, reason=f"submission failed: {exc}")
+        # The error may quote a config value the flavor was given: never one that is sealed (SEC-1).
+        reason = Scrubber(seal(snapshot).secrets)(f"submission failed: {exc}")
+        store.set_run_status(placeholder.id, ExecutionStatus.FAILED, reason=reason)
         raise
     metadata = dict(result.metadata) if result else {}
     run = store.set_run_status(placeholder.id, ExecutionStatus.PROVISIONING, metadata=metadata)
@@ -66,7 +70,10 @@ def run_snapshot(
                 orchestrator.stop_run(run_id)
                 result.wait_for_completion()
             raise
-    return store.get_run(placeholder.id)
+    from .outputs import StepOutputs
+
+    # run.outputs["step"] reads that step's output from the artifact store when asked for.
+    return dataclasses.replace(store.get_run(placeholder.id), _outputs=StepOutputs.of(placeholder.id, snapshot.stack))
 
 
 def reap_quietly(store: RunStore, stack: StackSpec) -> None:

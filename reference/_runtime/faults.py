@@ -34,6 +34,7 @@ _READ_ONLY = ("attempt to write a readonly database", "readonly database")
 _CANNOT_OPEN = ("unable to open database file",)
 _LOCKED = ("database is locked",)
 _IO = ("disk i/o error",)
+_FULL = ("database or disk is full",)
 
 
 def file_error(
@@ -72,12 +73,46 @@ def _first_non_folder(path: Path) -> Path:
 
 
 def sqlite_folder(database: str) -> None:
-    """Create the folder of SQLite file ``database`` if needed, or say why it cannot be."""
+    """Create the folder of SQLite file ``database`` if needed, or say why it cannot be; and
+    the file itself readable by its owner only, like the artifacts (SPEC SEC-1: failure
+    reasons and step outputs are in it). SQLite gives its -wal and -shm files the database
+    file's mode, so they follow."""
     path = Path(database).expanduser()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise file_error(exc, path.parent, "create the run store's folder", StoreError, _WHY_RUN_STORE) from None
+    # Where the folder's default ACL shares it with named users (the docker flavor's step
+    # containers), the group bits are the ACL mask: rw lets them in, "other" stays excluded.
+    mode = 0o660 if _has_acl(path.parent, "system.posix_acl_default") else 0o600
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+    except FileExistsError:
+        _owner_only(path)  # made by an earlier orcakit with the umask's mode (0644)
+    except OSError:
+        pass  # a read-only folder: opening the database says why, with the fix
+    for side in (f"{path}-wal", f"{path}-shm"):
+        _owner_only(Path(side))
+
+
+def _owner_only(path: Path) -> None:
+    """Take group and other access away from ``path`` when this user owns it (best effort: a
+    shared store someone set up on purpose, or a read-only one, stays as it is)."""
+    try:
+        info = path.stat()
+        # With an ACL the group bits are its mask (what named users get): only "other" goes.
+        keep = 0o770 if _has_acl(path, "system.posix_acl_access") else 0o700
+        if info.st_uid == os.geteuid() and info.st_mode & 0o777 & ~keep and path.is_file():
+            path.chmod(info.st_mode & keep)
+    except OSError:
+        pass
+
+
+def _has_acl(path: Path, attribute: str) -> bool:
+    try:
+        return bool(os.getxattr(path, attribute))
+    except OSError:  # no such attribute, or no ACLs on this file system
+        return False
 
 
 _WHY_RUN_STORE = "every run, step and attempt is recorded in the run store, so nothing can run or be shown without it"
@@ -132,6 +167,13 @@ def sqlite_fault(path: Path, message: str) -> StoreError | None:
             why="SQLite lets one process write at a time; another process held the write lock the whole time",
             fix="find the process that keeps the database busy (fuser " + str(path) + ") and end it, or retry",
         )
+    if any(text in message for text in _FULL) or (any(text in message for text in _IO) and _disk_full(path)):
+        # SQLite says "disk I/O error" when the -shm/-wal write hits ENOSPC: ask the disk.
+        return StoreError(
+            f"no space left on the disk that holds the {where}",
+            why="recording a run writes to the database file and its journal files (-wal, -shm) beside it",
+            fix=f"free some space on the disk that holds {path.parent} (df -h {path.parent}), {HOME_HINT} on another disk",
+        )
     if any(text in message for text in _IO):
         return StoreError(
             f"disk I/O error on the {where} ({_read_only_culprit(path)})",
@@ -139,6 +181,15 @@ def sqlite_fault(path: Path, message: str) -> StoreError | None:
             fix=f"check the disk and that {path.parent} is writable, {HOME_HINT}",
         )
     return None
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the file system that holds ``path`` has (nearly) no space left for this user."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 64 * 1024
 
 
 def _read_only_culprit(path: Path) -> str:

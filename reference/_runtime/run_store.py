@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -151,6 +152,20 @@ class RunRecord:
     ended_at: datetime | None
     reason: str | None
     metadata: dict[str, Any]
+    #: The step outputs' loader (see :attr:`outputs`): set where the artifact store is known.
+    _outputs: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def outputs(self) -> Mapping[str, Any]:
+        """``{step name: output value}``, each read from the artifact store when looked up (a
+        record returned by calling a pipeline or by ``run_snapshot``)."""
+        if self._outputs is None:
+            raise StoreError(
+                f"run record {self.id} was read from the run store alone, which does not know where its outputs are",
+                fix="use the record that calling the pipeline (or orcakit.reference.run_snapshot) returned, "
+                    "or `orcakit runs show RUN --output json`",
+            )
+        return self._outputs
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import click
 
 from orcakit import FlavorNotFoundError, OrcakitError
 
-from .output import console, esc
+from .output import console, emit, esc, output_option
 
 if TYPE_CHECKING:
     from orcakit import Flavor
@@ -69,17 +69,47 @@ def _capability_text(value: Any) -> str:
     return f"[{colour}]{esc(value)}[/]" if colour else esc(value)
 
 
+def host_manifest(declared: "Flavor") -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """What an orchestrator of this flavor with the default config supports *on this host, for
+    this user* (a flavor may narrow its declaration: the local flavor without a writable cgroup
+    file system cannot enforce cpu or memory), and why each narrowed capability is narrowed.
+    ``(None, {})`` when no orchestrator can be built here (required fields, a missing SDK)."""
+    try:
+        orchestrator = declared.create({})
+        manifest = orchestrator.capabilities.manifest()
+    except Exception:  # noqa: BLE001 - required fields, unreachable backend...: the declaration only
+        return None, {}
+    reasons = getattr(orchestrator, "capability_notes", lambda: {})()
+    return manifest, dict(reasons)
+
+
 @flavor_group.command("list")
-@click.option("--verbose", "-v", is_flag=True, help="Also load each flavor's declaration: description, run-ID variable, capabilities.")
-def flavor_list(verbose: bool) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Also load each flavor's declaration: description, run-ID variable, "
+              "capabilities on this host (where they differ from the declaration, both are shown).")
+@output_option
+def flavor_list(verbose: bool, output_format: str) -> None:
     """List the installed flavors (entry-point group 'orcakit.flavors').
 
-    Without --verbose nothing is imported: the names come from package metadata.
+    Without --verbose (and --output table) nothing is imported: the names come from package metadata.
     """
     from rich.table import Table
 
-    out = console()
     registered = _flavor_entry_points()
+    if output_format != "table":
+        data = []
+        for name in sorted(registered):
+            entry: dict[str, Any] = {"name": name, "declared_in": registered[name].value}
+            try:
+                declared = _flavor_declaration(name)
+                here, notes = host_manifest(declared)
+                entry.update(description=declared.description, run_id_variable=declared.run_id_env_var,
+                             capabilities={"declared": declared.capabilities.manifest(), "on_this_host": here, "notes": notes})
+            except Exception as exc:  # noqa: BLE001 - one broken flavor must not hide the others
+                entry["error"] = str(exc)
+            data.append(entry)
+        emit(data, output_format)
+        return
+    out = console()
     if not registered:
         out.print("no flavors installed")
         return
@@ -89,18 +119,23 @@ def flavor_list(verbose: bool) -> None:
     if verbose:
         table.add_column("description")
         table.add_column("run-ID variable", no_wrap=True)
-        table.add_column("capabilities")
+        table.add_column("capabilities (on this host)")
     for name in sorted(registered):
         row = [esc(name), esc(registered[name].value)]
         if verbose:
             try:
                 declared = _flavor_declaration(name)
                 manifest = declared.capabilities.manifest()
-                row += [
-                    esc(declared.description),
-                    esc(declared.run_id_env_var),
-                    "\n".join(f"{key}: {_capability_text(value)}" for key, value in manifest.items()),
-                ]
+                here, notes = host_manifest(declared)
+                lines = []
+                for key, value in manifest.items():
+                    if here is not None and here.get(key) != value:
+                        line = f"{key}: {_capability_text(here.get(key))} [dim](declared {esc(value)}"
+                        line += f"; {esc(notes[key].split('; to enforce:')[0])})[/]" if key in notes else ")[/]"
+                    else:
+                        line = f"{key}: {_capability_text(value)}"
+                    lines.append(line)
+                row += [esc(declared.description), esc(declared.run_id_env_var), "\n".join(lines)]
             except Exception as exc:  # one broken flavor must not hide the others
                 row += [f"[red]cannot load: {esc(exc)}[/]", "", ""]
         table.add_row(*row)
@@ -109,8 +144,9 @@ def flavor_list(verbose: bool) -> None:
 
 @flavor_group.command("describe")
 @click.argument("name")
-def flavor_describe(name: str) -> None:
-    """Show a flavor's config fields, capabilities and run-ID variable.
+@output_option
+def flavor_describe(name: str, output_format: str) -> None:
+    """Show a flavor's config fields, capabilities (declared, and on this host) and run-ID variable.
 
     NAME is a registered flavor name or a 'module:FlavorClass' reference.
     """
@@ -118,24 +154,34 @@ def flavor_describe(name: str) -> None:
 
     from .._runtime.config_store import config_fields
 
-    out = console()
     declared = _flavor_declaration(name)
+    if output_format != "table":
+        try:
+            declared.check()
+            check, here, notes = "ok", *host_manifest(declared)
+        except OrcakitError as exc:
+            check, here, notes = exc.what, None, {}
+        emit({
+            "name": declared.name, "description": declared.description, "run_id_variable": declared.run_id_env_var,
+            "implementation": declared.implementation_source, "version": declared.version, "docs_url": declared.docs_url,
+            "check": check,
+            "config": [{"name": f.name, "type": f.type, "required": f.required, "default": None if f.required else f.default,
+                        "description": f.description} for f in config_fields(declared.config_class)],
+            "capabilities": {"declared": declared.capabilities.manifest(), "on_this_host": here, "notes": notes},
+        }, output_format)
+        return
+    out = console()
     out.print(f"[bold]flavor {esc(declared.name)}[/]" + (f" — {esc(declared.description)}" if declared.description else ""))
     out.print(f"  run-ID variable:  {esc(declared.run_id_env_var)}")
     out.print(f"  implementation:   {esc(declared.implementation_source)}")
     out.print(f"  version:          {esc(declared.version)}")
     if declared.docs_url:
         out.print(f"  docs:             {esc(declared.docs_url)}")
-    here = None
+    here, notes = None, {}
     try:
         declared.check()  # imports the implementation: says whether the flavor is usable here
         out.print("  check:            [green]ok[/] (implementation importable, declaration consistent)")
-        try:
-            # What an orchestrator with the default config supports on this host (a flavor may
-            # narrow its declaration, e.g. local without a writable cgroup file system).
-            here = declared.create({}).capabilities.manifest()
-        except Exception:  # required fields, unreachable backend...: show the declaration only
-            here = None
+        here, notes = host_manifest(declared)
     except OrcakitError as exc:
         out.print(f"  check:            [red]{esc(exc.what)}[/]", soft_wrap=True)
 
@@ -168,6 +214,8 @@ def flavor_describe(name: str) -> None:
             row.append(_capability_text(here.get(key)))
         caps.add_row(*row)
     out.print(caps)
+    for key, note in notes.items():
+        out.print(f"  {esc(key)} on this host: {esc(note)}", soft_wrap=True)
 
 
 @flavor_group.command("new")
@@ -189,8 +237,14 @@ def flavor_new(answers: tuple[str, ...], no_input: bool, output_dir: Path) -> No
     out = console()
     out.print(f"created {esc(project)}: flavor [bold]{esc(chosen['flavor_name'])}[/] ({esc(chosen['orchestrator_kind'])} kind), "
               f"package {esc(chosen['package_name'])}")
+    # The install line of the project's own README: orcakit comes from where it was generated
+    # (it is on no package index), so the command works from a fresh venv with plain pip.
+    install = next((line.split("#")[0].strip() for line in (project / "README.md").read_text().splitlines()
+                    if line.startswith("pip install ")), "pip install -e '.[test]'")
     out.print("next:")
-    out.print(esc(f"  cd {project} && pip install -e '.[test]'"))
+    out.print(esc(f"  cd {project}"))
+    out.print("  python -m venv .venv && . .venv/bin/activate")
+    out.print(esc(f"  {install}"))
     out.print("  pytest                          # its unit tests and the conformance suite (quick profile)")
     out.print('  grep -rn "TODO(backend)" src    # each place your backend\'s call goes')
     out.print(f"  pytest --flavor={esc(chosen['flavor_name'])} --certify --report-dir=cert   # the record")

@@ -85,3 +85,51 @@ class OrcakitGroup(click.Group):
                 raise
             print_error(ConfigurationError(str(exc)), debug)
             ctx.exit(EXIT_USAGE)
+
+
+# -- machine-readable output (--output json|yaml) -------------------------------------------------
+
+#: ``--output`` of every list/show/describe command: the same data a table shows, for scripts.
+output_option = click.option(
+    "--output", "output_format", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True,
+    help="table for people; json or yaml for scripts (the same fields, unabridged, times in ISO 8601 UTC).",
+)
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON/YAML-ready data: datetimes as ISO 8601, enums as their values,
+    dataclasses and pydantic models as dicts."""
+    import dataclasses
+    import enum
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if not f.name.startswith("_")}
+    if hasattr(value, "model_dump"):
+        return plain(value.model_dump(mode="json"))
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain(v) for v in value]
+    return value
+
+
+def emit(data: Any, output_format: str) -> bool:
+    """Print ``data`` as JSON or YAML when that is the format asked for; False for ``table``
+    (the caller prints its table). Written with click.echo: no markup, no wrapping."""
+    if output_format == "table":
+        return False
+    data = plain(data)
+    if output_format == "json":
+        import json
+
+        click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+    return True

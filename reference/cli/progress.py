@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -65,6 +65,12 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s"
+
+
+def run_duration(record: Any) -> float | None:
+    """A run's duration, the same in `orcakit run`, `runs list` and `runs show`: what its user
+    waited, from its creation (submission included) to its end (none while it runs)."""
+    return seconds_between(record.created_at, record.ended_at)
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> float | None:

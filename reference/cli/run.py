@@ -33,12 +33,15 @@ def load_pipeline(target: str) -> Any:
 
     from orcakit import Pipeline
 
-    module_name, sep, attr = target.partition(":")
+    module_name, sep, attr = target.rpartition(":") if target.count(":") > 1 else target.partition(":")
     if not sep or not module_name or not attr:
-        raise click.UsageError(f"{target!r}: give the pipeline as MODULE:PIPELINE, e.g. my_pipelines:training")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+        raise click.UsageError(
+            f"{target!r}: give the pipeline as MODULE:PIPELINE or FILE.py:PIPELINE, e.g. my_pipelines:training "
+            "or path/to/my_pipelines.py:training"
+        )
+    module_name, root = module_of(module_name)
+    if root not in sys.path:
+        sys.path.insert(0, root)
     try:
         value: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -67,6 +70,25 @@ def load_pipeline(target: str) -> Any:
             fix="decorate the function with @orcakit.pipeline",
         )
     return value
+
+
+def module_of(name: str) -> tuple[str, str]:
+    """``(module name, folder to import it from)`` for MODULE (from the current directory) or a
+    file path ``path/to/mod.py`` (imported as ``mod`` from ``path/to``, which step processes
+    then put on their sys.path too)."""
+    if name.endswith(".py") or os.sep in name or (os.altsep and os.altsep in name):
+        path = os.path.abspath(name)
+        if not os.path.isfile(path):
+            raise ConfigurationError(f"no such file {name!r}", fix="give the path of a Python file, or MODULE:PIPELINE")
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if not stem.isidentifier():
+            raise ConfigurationError(
+                f"{name!r} cannot be imported as a module: {stem!r} is not a Python identifier",
+                why="every step re-imports its function by module name in its own process",
+                fix="rename the file (letters, digits and '_', not starting with a digit)",
+            )
+        return stem, os.path.dirname(path)
+    return name, os.getcwd()
 
 
 def _pipelines_in(module: Any) -> list[str]:
@@ -104,8 +126,9 @@ def parse_params(items: tuple[str, ...], pipeline: Any = None) -> dict[str, Any]
 @click.option("--stack", "stack_name", default=None, help="Run on this stack instead of the active one.")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A pipeline parameter, read and checked as its declared type (JSON for lists, mappings, models); repeatable.")
 @click.option("--no-wait", is_flag=True, help="Return once the run is submitted; it continues in the background.")
-def run_command(target: str, stack_name: str | None, params: tuple[str, ...], no_wait: bool) -> None:
-    """Run a pipeline: orcakit run my_module:my_pipeline -p epochs=3.
+@click.option("--logs", "show_logs", is_flag=True, help="Also print what the steps write (stdout/stderr), live, each line prefixed with its step.")
+def run_command(target: str, stack_name: str | None, params: tuple[str, ...], no_wait: bool, show_logs: bool) -> None:
+    """Run a pipeline: orcakit run my_module:my_pipeline -p epochs=3 (or path/to/my_module.py:my_pipeline).
 
     Shows live progress (a table on a terminal, one line per step event otherwise), then the
     run ID, status and duration. Exit code 0 when the run COMPLETED, 1 otherwise, 130 after
@@ -120,7 +143,7 @@ def run_command(target: str, stack_name: str | None, params: tuple[str, ...], no
     snapshot = pipeline.compile(stack_spec, **arguments)
     # Step processes re-import the pipeline's module from where `orcakit run` imported it (the
     # default root would be the folder of the `orcakit` script, which holds no user code).
-    snapshot = snapshot.model_copy(update={"source_roots": [os.getcwd()]})
+    snapshot = snapshot.model_copy(update={"source_roots": [module_of(target.rpartition(":")[0])[1]]})
     out = console()
     where = f"stack {stack_name or config.load().active_stack} (orchestrator {stack_spec.orchestrator.name}, flavor {stack_spec.orchestrator.flavor})"
     count = len(snapshot.steps)
@@ -137,12 +160,77 @@ def run_command(target: str, stack_name: str | None, params: tuple[str, ...], no
     import signal
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    record = run_with_progress(snapshot, out)
+    tail = LogTail(out) if show_logs else None
+    try:
+        record = run_with_progress(snapshot, out, on_run=tail.start if tail else None, on_end=tail.stop if tail else None)
+    finally:
+        if tail is not None:
+            tail.stop()
     click.get_current_context().exit(0 if record.status.value == "completed" else EXIT_FAILURE)
 
 
+class LogTail:
+    """Prints the new lines of a run's step logs (the folder its metadata names) every half
+    second, each as ``[step] line``, until stopped (then once more, so nothing is missed)."""
+
+    def __init__(self, out: "Console", interval: float = 0.5) -> None:
+        import threading
+
+        self.out, self.interval = out, interval
+        self._done = threading.Event()
+        self._thread: Any = None
+        self._folder: Any = None
+        self._seen: dict[str, int] = {}
+        self._partial: dict[str, bytes] = {}
+
+    def start(self, run: Any) -> None:
+        import threading
+        from pathlib import Path
+
+        folder = run.metadata.get("logs")
+        if not folder:
+            return
+        self._folder = Path(folder)
+        self._thread = threading.Thread(target=self._loop, name="orcakit-log-tail", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.interval):
+            self._print_new()
+
+    def _print_new(self, final: bool = False) -> None:
+        try:
+            logs = sorted(p for p in self._folder.glob("*.log") if not p.name.startswith("_"))
+        except OSError:
+            return
+        for path in logs:
+            step = path.stem
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(self._seen.get(step, 0))
+                    data = handle.read()
+            except OSError:
+                continue
+            self._seen[step] = self._seen.get(step, 0) + len(data)
+            *lines, rest = (self._partial.get(step, b"") + data).split(b"\n")
+            self._partial[step] = rest
+            if final and rest:
+                lines.append(rest)
+            for line in lines:
+                self.out.print(f"[dim]\\[{esc(step)}][/] {esc(line.decode(errors='replace'))}", soft_wrap=True, highlight=False)
+
+    def stop(self) -> None:
+        if self._done.is_set():
+            return
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._print_new(final=True)
+
+
 def run_with_progress(
-    snapshot: Any, out: "Console", on_run: Callable[[Any], None] | None = None, live: bool | None = None
+    snapshot: Any, out: "Console", on_run: Callable[[Any], None] | None = None, live: bool | None = None,
+    on_end: Callable[[], None] | None = None,
 ) -> Any:
     """Run ``snapshot``, rendering progress from the run store; print the outcome; return the
     final run record. Ctrl-C prints what happened to the run and exits 130.
@@ -182,6 +270,8 @@ def run_with_progress(
         stop_monitor()
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         _interrupted(out, state, twice=True)
+    if on_end is not None:
+        on_end()  # e.g. the last step output lines, before the outcome
     _print_outcome(out, record, state.get("store"))
     return record
 
@@ -236,12 +326,12 @@ def _interrupted(out: "Console", state: dict[str, Any], twice: bool = False) -> 
 
 
 def _print_outcome(out: "Console", record: Any, store: Any) -> None:
-    from .progress import format_duration, seconds_between, short_reason
+    from .progress import format_duration, run_duration, seconds_between, short_reason
 
     status = record.status
     colour = "green" if status.value == "completed" else "red"
     # What the user waited for (submission included), and the steps' part of it.
-    waited = seconds_between(record.created_at, record.ended_at)
+    waited = run_duration(record)
     running = seconds_between(record.started_at, record.ended_at)
     out.print(f"run ID:   {record.id}", highlight=False)
     if record.orchestrator_run_id:

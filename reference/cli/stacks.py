@@ -18,7 +18,7 @@ import click
 from orcakit import ConfigurationError
 from orcakit.options import coerce_flavor_options, split_flavor_options
 
-from .output import console, esc
+from .output import console, emit, esc, output_option
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -92,13 +92,18 @@ def _print_config(out: "Console", config: dict[str, Any], indent: str = "  ") ->
 
 
 @orchestrator_group.command("list")
-def orchestrator_list() -> None:
+@output_option
+def orchestrator_list(output_format: str) -> None:
     """List registered orchestrators (secret-looking values redacted)."""
     from rich.table import Table
 
     from .._runtime.config_store import ConfigStore, redact_config
 
     config = ConfigStore().load()
+    if emit([{"name": name, "flavor": entry.flavor, "config": redact_config(entry.config),
+              "stacks": sorted(stack for stack, s in config.stacks.items() if s.orchestrator == name)}
+             for name, entry in sorted(config.orchestrators.items())], output_format):
+        return
     table = Table()
     table.add_column("name", style="bold", no_wrap=True)
     table.add_column("flavor", no_wrap=True)
@@ -113,13 +118,16 @@ def orchestrator_list() -> None:
 
 @orchestrator_group.command("describe")
 @click.argument("name")
-def orchestrator_describe(name: str) -> None:
+@output_option
+def orchestrator_describe(name: str, output_format: str) -> None:
     """Show one registered orchestrator: flavor, config (secrets redacted), stacks using it."""
-    from .._runtime.config_store import ConfigStore
+    from .._runtime.config_store import ConfigStore, redact_config
 
     config = ConfigStore().load()
     entry = ConfigStore().orchestrator(name, config)
     users = sorted(stack for stack, s in config.stacks.items() if s.orchestrator == name)
+    if emit({"name": name, "flavor": entry.flavor, "config": redact_config(entry.config), "stacks": users}, output_format):
+        return
     out = console()
     out.print(f"[bold]orchestrator {esc(name)}[/]")
     out.print(f"  flavor: {esc(entry.flavor)}")
@@ -168,15 +176,48 @@ def _checked_run_store(url: str | None) -> str | None:
     try:
         parsed = make_url(url)
     except ArgumentError:
+        # The text itself is not echoed (it may hold a password, and it cannot be parsed to hide it).
         raise ConfigurationError(
-            f"--run-store {redact_url(url)!r} is not a SQLAlchemy URL",
+            "--run-store is not a SQLAlchemy URL: it has no 'dialect://' scheme" if "://" not in url
+            else "--run-store is not a SQLAlchemy URL",
+            why="the run store is opened with SQLAlchemy, which takes URLs of the form dialect[+driver]://user:password@host/database",
             fix="use sqlite:////absolute/path/runs.db or postgresql+psycopg://user:pass@host/db",
         ) from None
+    _check_driver(parsed, redact_url(url))
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         # Like the artifact folder: a relative SQLite path would differ per working directory.
         parsed = parsed.set(database=os.path.abspath(os.path.expanduser(parsed.database)))
         return parsed.render_as_string(hide_password=False)
     return url
+
+
+#: The run-store drivers orcakit is tested with, and the extra that brings each.
+_DRIVER_EXTRAS = {"postgresql": "pip install 'orcakit[postgres]'"}
+
+
+def _check_driver(parsed, shown: str) -> None:
+    """Refuse at registration a run-store URL whose dialect or driver is not installed here,
+    instead of failing at the first run."""
+    from sqlalchemy.exc import NoSuchModuleError
+
+    try:
+        dialect = parsed.get_dialect()
+        if hasattr(dialect, "import_dbapi"):
+            dialect.import_dbapi()
+        else:  # SQLAlchemy < 2
+            dialect.dbapi()
+    except NoSuchModuleError:
+        raise ConfigurationError(
+            f"--run-store {shown}: SQLAlchemy has no dialect {parsed.drivername!r}",
+            fix="use sqlite:///... or postgresql+psycopg://... (the run stores orcakit is tested with)",
+        ) from None
+    except ImportError as exc:
+        backend = parsed.get_backend_name()
+        raise ConfigurationError(
+            f"--run-store {shown}: the {parsed.drivername!r} driver is not installed here ({exc})",
+            why="every run, and every process of a run, opens the run store with this driver",
+            fix=_DRIVER_EXTRAS.get(backend, f"install the Python driver for {backend}, or use sqlite:///... or postgresql+psycopg://..."),
+        ) from None
 
 
 @stack_group.command("register")
@@ -209,13 +250,18 @@ def stack_set(name: str) -> None:
 
 
 @stack_group.command("list")
-def stack_list() -> None:
+@output_option
+def stack_list(output_format: str) -> None:
     """List stacks; the active one is marked with '*'."""
     from rich.table import Table
 
     from .._runtime.config_store import ConfigStore, redact_config
 
     config = ConfigStore().load()
+    if emit([{"name": name, "active": name == config.active_stack, "orchestrator": entry.orchestrator,
+              "artifact_store": entry.artifact_store, "run_store": redact_config(entry.run_store)}
+             for name, entry in sorted(config.stacks.items())], output_format):
+        return
     table = Table()
     table.add_column("", no_wrap=True)
     table.add_column("stack", style="bold", no_wrap=True)
@@ -236,9 +282,10 @@ def stack_list() -> None:
 
 @stack_group.command("describe")
 @click.argument("name", required=False)
-def stack_describe(name: str | None) -> None:
+@output_option
+def stack_describe(name: str | None, output_format: str) -> None:
     """Show a stack (default: the active one); the run-store password is redacted."""
-    from .._runtime.config_store import ConfigStore
+    from .._runtime.config_store import ConfigStore, redact_config
     from .._runtime.run_store import redact_url
 
     store = ConfigStore()
@@ -246,6 +293,11 @@ def stack_describe(name: str | None) -> None:
     name = name or config.active_stack
     entry = store.stack_entry(name, config)
     orchestrator_entry = store.orchestrator(entry.orchestrator, config)
+    if emit({"name": name, "active": name == config.active_stack, "orchestrator": entry.orchestrator,
+             "flavor": orchestrator_entry.flavor, "config": redact_config(orchestrator_entry.config),
+             "artifact_store": entry.artifact_store, "artifact_store_options": redact_config(entry.artifact_store_options),
+             "run_store": redact_url(entry.run_store)}, output_format):
+        return
     out = console()
     out.print(f"[bold]stack {esc(name)}[/]" + (" [green](active)[/]" if name == config.active_stack else ""))
     out.print(f"  orchestrator:   {esc(entry.orchestrator)} (flavor {esc(orchestrator_entry.flavor)})")

@@ -26,25 +26,78 @@ class CgroupHost:
         return self.root / controller if self.version == 1 else self.root
 
 
+#: How a user without root gets a cgroup subtree of their own (said in every refusal).
+DELEGATION_FIX = (
+    "run as root; or, on a systemd machine with cgroup v2, start orcakit in a delegated scope: "
+    "systemd-run --user --scope -p Delegate=yes orcakit run ...; or (cgroup v1) have root create "
+    "and hand over orcakit's parent groups: mkdir /sys/fs/cgroup/{cpu,memory}/orcakit && chown -R $USER "
+    "/sys/fs/cgroup/{cpu,memory}/orcakit"
+)
+
+
 def probe(root: str = "/sys/fs/cgroup") -> CgroupHost | None:
     """The host's cgroup layout if this process may create limited groups, else None."""
+    return probe_with_reason(root)[0]
+
+
+def probe_with_reason(root: str = "/sys/fs/cgroup", own: str | None = None) -> tuple[CgroupHost | None, str]:
+    """``(layout, "")`` when this process may create limited groups, else ``(None, why not)``.
+
+    Where it looks, in order: the whole hierarchy (root); on cgroup v2, the group this process
+    is in when it is delegated to this user (``systemd-run --user --scope -p Delegate=yes``:
+    orcakit's groups go below it); on cgroup v1, orcakit's parent groups when root handed them
+    to this user. ``own``: this process's v2 group path (default: read from /proc/self/cgroup).
+    """
     base = Path(root)
     try:
         if (base / "cgroup.controllers").is_file():  # unified hierarchy (v2)
             controllers = (base / "cgroup.controllers").read_text().split()
-            if {"cpu", "memory"} <= set(controllers) and os.access(base, os.W_OK):
+            if not {"cpu", "memory"} <= set(controllers):
+                return None, f"the cgroup v2 hierarchy at {base} does not offer the cpu and memory controllers"
+            if os.access(base, os.W_OK):
                 host = CgroupHost(2, base)
                 _ensure_parent(host)
-                return host
-            return None
+                return host, ""
+            return _delegated_v2(base, own)
         if all((base / c / "cgroup.procs").is_file() for c in ("cpu", "memory")):
-            if os.access(base / "cpu", os.W_OK) and os.access(base / "memory", os.W_OK):
+            if all(os.access(base / c, os.W_OK) or os.access(base / c / _PARENT, os.W_OK) for c in ("cpu", "memory")):
                 host = CgroupHost(1, base)
                 _ensure_parent(host)
-                return host
-    except OSError:
-        return None
-    return None
+                return host, ""
+            return None, f"this user (uid {os.geteuid()}) may not create groups in the cgroup v1 hierarchies {base}/cpu and {base}/memory"
+        return None, f"no cgroup file system with the cpu and memory controllers at {base}"
+    except OSError as exc:
+        return None, f"the cgroup file system at {base} cannot be prepared: {exc}"
+
+
+def _delegated_v2(base: Path, own: str | None) -> tuple[CgroupHost | None, str]:
+    """This process's own v2 group as orcakit's root, when it is delegated to this user."""
+    refused = f"this user (uid {os.geteuid()}) may not write the cgroup v2 hierarchy at {base}"
+    if own is None:
+        try:
+            own = next((line[3:].strip() for line in Path("/proc/self/cgroup").read_text().splitlines() if line.startswith("0::")), None)
+        except OSError:
+            own = None
+    if not own or own == "/":
+        return None, refused + " and this process is in no group of its own"
+    group = base / own.lstrip("/")
+    if not (os.access(group, os.W_OK) and os.access(group / "cgroup.procs", os.W_OK)):
+        return None, refused + f", and its own group {group} is not delegated to it"
+    if not {"cpu", "memory"} <= set((group / "cgroup.controllers").read_text().split()):
+        return None, refused + f"; its delegated group {group} lacks the cpu or memory controller (delegate them: -p Delegate=yes)"
+    # cgroup v2 allows no process in a group whose controllers are enabled for children: this
+    # process moves to a leaf of its own first; then orcakit's groups go beside it.
+    leaf = group / "orcakit-client"
+    leaf.mkdir(exist_ok=True)
+    try:
+        (leaf / "cgroup.procs").write_text(str(os.getpid()))
+        (group / "cgroup.subtree_control").write_text("+cpu +memory")
+    except OSError as exc:
+        return None, (f"the delegated group {group} cannot enable cpu and memory for orcakit's groups ({exc.strerror or exc}): "
+                      "other processes share it; start orcakit itself in the scope (systemd-run --user --scope -p Delegate=yes orcakit ...)")
+    host = CgroupHost(2, group)
+    _ensure_parent(host)
+    return host, ""
 
 
 def _ensure_parent(host: CgroupHost) -> None:

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from orcakit import Capabilities, PipelineSnapshot, ResourceSupport, StepSpec, SubmissionError
+from orcakit import Capabilities, PipelineSnapshot, ResourceSupport, StepSpec, SubmissionError, UnsupportedFeatureError
 from orcakit.reference import RunContext, RuntimeOrchestrator, StackStores, StepHandle
 
 from . import RUN_ID_ENV, cgroups, leftovers
@@ -41,18 +41,44 @@ class LocalOrchestrator(RuntimeOrchestrator):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._cgroups: cgroups.CgroupHost | None | bool = False  # False: not probed yet
+        self._cgroup_reason = ""
 
     @property
     def capabilities(self) -> Capabilities:
+        """What this user gets on this host: without a writable cgroup file system (not root,
+        no delegated subtree) cpu and memory are REJECTED, whatever the flavor declares."""
         declared = self.flavor.capabilities
         if self.cgroup_host() is None:
             return declared.model_copy(update={"cpu": ResourceSupport.REJECTED, "memory": ResourceSupport.REJECTED})
         return declared
 
+    def capability_notes(self) -> dict[str, str]:
+        """Why a capability is narrowed from the declaration on this host (for `orcakit flavor
+        list --verbose`, `describe` and the certification report)."""
+        if self.cgroup_host() is not None:
+            return {}
+        note = f"not enforced here: {self._cgroup_reason}; to enforce: {cgroups.DELEGATION_FIX}"
+        return {"cpu": note, "memory": note}
+
     def cgroup_host(self) -> cgroups.CgroupHost | None:
         if self._cgroups is False:
-            self._cgroups = cgroups.probe(self.config.cgroup_root)
+            self._cgroups, self._cgroup_reason = cgroups.probe_with_reason(self.config.cgroup_root)
         return self._cgroups
+
+    def validate_snapshot(self, snapshot: PipelineSnapshot) -> None:
+        """The contract's checks; a cpu/memory refusal says why this host cannot enforce them
+        (no writable cgroup) and how a user gets one."""
+        try:
+            super().validate_snapshot(snapshot)
+        except UnsupportedFeatureError as exc:
+            if exc.feature not in ("resources.cpu", "resources.memory") or self.cgroup_host() is not None:
+                raise
+            raise UnsupportedFeatureError(
+                f"{exc.what}: {self._cgroup_reason}",
+                feature=exc.feature,
+                why="the local flavor enforces cpu and memory with cgroups, and this process cannot create cgroups",
+                fix=f"{cgroups.DELEGATION_FIX}; or remove the request from the step's ResourceSettings",
+            ) from None
 
     # -- the runtime's hooks -----------------------------------------------------------------
 
