@@ -75,24 +75,36 @@ class Findings:
 
     def __init__(self) -> None:
         self.violations: dict[str, FlavorViolation] = {}
+        self.compared: set[str] = set()
 
     def add(self, found: FlavorViolation) -> None:
         self.violations.setdefault(found.requirement, found)
 
-    def check(self, assertion, *args: Any, **kwargs: Any) -> Any:
-        """Run one assertion of a check, keeping its violation instead of stopping there."""
+    def verify(self, *requirements: str) -> None:
+        """Note that the check compared what ``requirements`` promise: each of them that no
+        violation was found for is reported *passed* even if the check fails on another one
+        (a check that proves SEC-1 broken after comparing the environment has verified ENV-2)."""
+        self.compared.update(requirements)
+
+    def check(self, assertion, *args: Any, verifies: tuple[str, ...] = (), **kwargs: Any) -> Any:
+        """Run one assertion of a check, keeping its violation instead of stopping there; when
+        it returns, the ``verifies`` IDs were compared and found right."""
         try:
-            return assertion(*args, **kwargs)
+            result = assertion(*args, **kwargs)
         except FlavorViolation as found:
             self.add(found)
             return None
+        self.verify(*verifies)
+        return result
 
     def raise_any(self) -> None:
         found = list(self.violations.values())
-        if len(found) == 1:
-            raise found[0]
-        if found:
-            raise ExceptionGroup(f"requirements {', '.join(self.violations)} broken", found)
+        if not found:
+            return
+        error: BaseException = found[0] if len(found) == 1 else ExceptionGroup(
+            f"requirements {', '.join(self.violations)} broken", found)
+        error.verified = frozenset(self.compared - set(self.violations))  # read by the plugin
+        raise error
 
 
 def _short(value: Any, limit: int = 2000) -> str:
@@ -161,8 +173,10 @@ class FlavorUnderTest(Driver):
         )
 
     def __repr__(self) -> str:
-        # Tracebacks show the arguments of every frame: never the store password or the config.
-        return f"FlavorUnderTest({self.reference!r}, run_store={redact(self.run_store_url)!r})"
+        # Tracebacks and Hypothesis' "Falsifying example" show the arguments of every frame:
+        # never the store password or the config, and no path into this session's temporary
+        # stores (deleted when it ends; a reader of the report cannot open them).
+        return f"<the flavor under test: {self.reference}>"
 
     def secret_values(self) -> list[str]:
         """Every secret this session knows (the run store's password, secret-looking config and
@@ -257,7 +271,8 @@ class FlavorUnderTest(Driver):
         if logs and Path(logs).is_dir():
             for path in sorted(Path(logs).rglob("*")):
                 if path.is_file():
-                    yield f"step log {path}", path.read_text(errors="replace")
+                    # Named relative to the run: the folder is deleted with the session.
+                    yield f"step log {path.relative_to(logs)} of run {obs.run.orchestrator_run_id}", path.read_text(errors="replace")
         yield from sql_rows(self.run_store_url)
 
     def config_field(self, name: str) -> bool:

@@ -22,7 +22,9 @@ def register_profiles() -> None:
             deadline=None,  # each example runs a whole pipeline on a real backend
             database=None,  # certification must not depend on a local example database
             suppress_health_check=list(HealthCheck),
-            print_blob=True,
+            # No "@reproduce_failure" blob: the flavor author does not own the suite's tests; the
+            # orcakit reproducer (seed and -k) replays the example instead.
+            print_blob=False,
             **options,
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -83,10 +84,71 @@ def test_certify_refuses_disabled_requirements(pytester):
     result.stderr.fnmatch_lines(["*not allowed*"])
 
 
-def test_unknown_requirement_id_is_refused(pytester):
-    result = run_pytest(pytester, "--flavor=local", "--requirement=NOPE-1")
+def test_unknown_requirement_id_is_a_usage_error_and_nothing_else(pytester):
+    bundle = pytester.path / "bundle"
+    result = run_pytest(pytester, "--flavor=local", "--requirement=NOPE-9", f"--report-dir={bundle}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*NOPE-1*"])
+    result.stderr.fnmatch_lines(["*NOPE-9*"])
+    output = result.stdout.str() + result.stderr.str()
+    # No verdict on a selection that does not exist: no summary, no bundle.
+    assert "not certified" not in output and "orcakit conformance" not in output, output
+    assert not (bundle / "report.json").exists()
+
+
+#: A plugin that breaks the suite's own code (not the flavor's): the RUNID-3 check compares a
+#: run ID's length with a limit that is now None, a TypeError raised in the check's frame.
+INJECT_SUITE_BUG = """
+import orcakit.conformance.suite.check_run_id as check
+
+check.MAX_RUN_ID_LENGTH = None
+"""
+
+
+def test_a_check_that_crashes_is_a_suite_error_everywhere(pytester):
+    """An unexpected exception in a check is outcome *error* naming the suite — in the terminal,
+    report.json, JUnit and report.html — never a failure of the (correct) flavor."""
+    pytester.makepyfile(inject_suite_bug=INJECT_SUITE_BUG)
+    bundle = pytester.path / "bundle"
+    result = run_pytest(pytester, "-p", "inject_suite_bug", "--flavor=local", "--requirement=RUNID-3",
+                        "--conformance-profile=quick", "--conformance-seed=5", f"--report-dir={bundle}")
+    terminal = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, tail(result, 4000)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors", outcomes.get("error")) == 1 and "failed" not in outcomes, outcomes
+    assert "FAILED" not in terminal and "ERROR" in terminal and "suite error" in terminal, tail(result, 4000)
+    assert "requirements error: RUNID-3" in terminal and "requirements failed" not in terminal
+    report = json.loads((bundle / "report.json").read_text())
+    (check,) = report["checks"]
+    assert check["outcome"] == "error" and check["blamed"] == [], check
+    assert "suite error" in check["message"] and "TypeError" in check["message"] and "check_run_id.py" in check["message"]
+    assert {row["id"]: row["outcome"] for row in report["requirements"]}["RUNID-3"] == "error"
+    junit = ET.parse(bundle / "junit.xml").getroot()
+    (case,) = junit.iter("testcase")
+    assert case.find("failure") is None and case.find("error") is not None
+    assert "outcome error" in case.find("error").get("message")
+    suite = next(junit.iter("testsuite"))
+    assert (suite.get("failures"), suite.get("errors")) == ("0", "1")
+    html = (bundle / "report.html").read_text()
+    assert "test_run_id_fits_the_limit_whatever_the_names</code> — error" in html and "suite error" in html
+    certifies, problems = verify_bundle(bundle)
+    assert problems == [] and not certifies
+
+
+def test_a_run_id_bug_is_blamed_on_runid_2_and_nothing_else(pytester):
+    """FixedRunId: concurrent submissions of one snapshot leave run records without a run ID
+    (their steps attached to the one shared run); the checks handle that (no crash) and blame
+    RUNID-2 only."""
+    bundle = pytester.path / "bundle"
+    result = run_pytest(pytester, "--flavor=orcakit.conformance.mutants:FixedRunId", "--requirement=RUNID-2",
+                        "--requirement=RUNID-3", "--conformance-profile=quick", "--conformance-seed=11",
+                        f"--report-dir={bundle}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, tail(result, 4000)
+    report = json.loads((bundle / "report.json").read_text())
+    assert not [c["name"] for c in report["checks"] if c["outcome"] == "error"], report["checks"]
+    outcome = {row["id"]: row["outcome"] for row in report["requirements"]}
+    assert [rid for rid, o in outcome.items() if o in ("failed", "error")] == ["RUNID-2"], outcome
+    assert outcome["RUNID-3"] == "passed"
+    assert "TypeError" not in result.stdout.str()
 
 
 def test_outcomes_disabled_unsupported_and_passed_are_reported(pytester):

@@ -104,7 +104,10 @@ def test_environment_reaches_each_step_exactly(fut, case):
         expected = {key: None for key in all_keys}
         expected.update(pipeline_env)
         expected.update(step_envs.get(name, {}))
+        if fut.run_id_env_var is not None:
+            found.verify("ENV-1")
         for key in all_keys:
+            found.verify("ENV-3" if key in step_envs.get(name, {}) or key not in pipeline_env else "ENV-2")
             seen = record["env"].get(key)
             if seen != expected[key]:
                 source = "step" if key in step_envs.get(name, {}) else "pipeline" if key in pipeline_env else "another step"

@@ -138,12 +138,26 @@ def test_secrets_are_not_written_in_plain_text(fut):
         found.add(violation("ENV-2", "a secret-looking pipeline variable did not reach the step intact"))
     if seen.get("CK_DB_PASSWORD") != step_env["CK_DB_PASSWORD"]:
         found.add(violation("ENV-3", "a secret-looking step variable did not reach the step intact"))
-    hidden = [f"{canary}-pipeline", f"{canary}-step", *distinctive(fut.secret_values())]
+    found.verify("ENV-2", "ENV-3")  # compared: passed unless a violation of it was found above
+    hidden = {f"{canary}-pipeline": "pipeline-level variable CK_API_TOKEN", f"{canary}-step": "step-level variable CK_DB_PASSWORD",
+              **{secret: "a secret of the session's config or store" for secret in distinctive(fut.secret_values())}}
+    leaks = []
     for where, text in fut.written_by(obs):
-        if any(value in text for value in hidden):
-            found.add(violation("SEC-1", f"a secret value appears in plain text in {where}"))
-            break
+        for value, what in hidden.items():
+            if value in text:
+                leaks.append({"what": what, "where": where, "excerpt": excerpt(text, value, what)})
+    if leaks:
+        found.add(violation("SEC-1", f"the value of {leaks[0]['what']} appears in plain text in {leaks[0]['where']}",
+                            leaks=leaks[:5]))
     found.raise_any()
+
+
+def excerpt(text: str, value: str, what: str, context: int = 80) -> str:
+    """The text around the first place ``value`` appears, the value itself replaced by a label:
+    the evidence shows how it leaked without repeating it."""
+    at = text.index(value)
+    before, after = text[max(0, at - context):at], text[at + len(value):at + len(value) + context]
+    return f"...{before}<value of {what}>{after}..."
 
 
 def distinctive(secrets: list[str]) -> list[str]:
