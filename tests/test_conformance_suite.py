@@ -282,3 +282,23 @@ def test_a_failure_blames_its_requirements_and_leaves_the_others_inconclusive(py
     assert (outcome["RUNID-1"], outcome["STORE-1"], outcome["ENV-1"]) == ("failed", "failed", "inconclusive")
     html = (bundle / "report.html").read_text()
     assert 'href="#failure-1"' in html and "on STORE-1, RUNID-1" in html
+
+
+def test_what_a_failing_check_verified_passes_and_its_evidence_stands_alone(pytester, tmp_path):
+    """LogsStepEnvironment breaks SEC-1 only: the check compared the environment first (ENV-2,
+    ENV-3 passed, not inconclusive), and its evidence names the variable, where it leaked and an
+    excerpt — with no path into the session's temporary stores, no store repr and no Hypothesis
+    advice to edit a test the flavor author does not own."""
+    bundle = pytester.path / "bundle"
+    result = run_pytest(pytester, "--flavor=orcakit.conformance.mutants:LogsStepEnvironment", "--conformance-profile=quick",
+                        "-k", "test_secrets_are_not_written_in_plain_text", f"--report-dir={bundle}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, tail(result, 4000)
+    report = json.loads((bundle / "report.json").read_text())
+    (check,) = report["checks"]
+    assert check["blamed"] == ["SEC-1"] and sorted(check["verified"]) == ["ENV-2", "ENV-3"], check
+    outcome = {row["id"]: row["outcome"] for row in report["requirements"]}
+    assert (outcome["SEC-1"], outcome["ENV-2"], outcome["ENV-3"]) == ("failed", "passed", "passed")
+    message = check["message"]
+    assert "CK_API_TOKEN" in message and "step log" in message and "excerpt" in message, message
+    for text in (message, result.stdout.str(), (bundle / "junit.xml").read_text()):
+        assert "orcakit-conformance-" not in text and "reproduce_failure" not in text and "FlavorUnderTest(" not in text

@@ -145,19 +145,21 @@ def test_secrets_are_not_written_in_plain_text(fut):
     for where, text in fut.written_by(obs):
         for value, what in hidden.items():
             if value in text:
-                leaks.append({"what": what, "where": where, "excerpt": excerpt(text, value, what)})
+                leaks.append({"what": what, "where": where, "excerpt": excerpt(text, value, hidden)})
     if leaks:
         found.add(violation("SEC-1", f"the value of {leaks[0]['what']} appears in plain text in {leaks[0]['where']}",
                             leaks=leaks[:5]))
     found.raise_any()
 
 
-def excerpt(text: str, value: str, what: str, context: int = 80) -> str:
-    """The text around the first place ``value`` appears, the value itself replaced by a label:
-    the evidence shows how it leaked without repeating it."""
-    at = text.index(value)
-    before, after = text[max(0, at - context):at], text[at + len(value):at + len(value) + context]
-    return f"...{before}<value of {what}>{after}..."
+def excerpt(text: str, value: str, hidden: dict[str, str], context: int = 80) -> str:
+    """The text around the first place ``value`` appears, every secret value in it replaced by
+    a label: the evidence shows how it leaked without repeating it (or cutting one in half)."""
+    label = f"<value of {hidden[value]}>"
+    for secret, what in hidden.items():
+        text = text.replace(secret, label if secret == value else f"<value of {what}>")
+    at = text.index(label)
+    return f"...{text[max(0, at - context):at + len(label) + context]}..."
 
 
 def distinctive(secrets: list[str]) -> list[str]:
