@@ -182,8 +182,13 @@ def render_html(report: dict) -> str:
     """The self-contained ``report.html`` (its style sheet inlined) of a report; every value is
     escaped, and the page carries the digest that ties it to ``report.json``."""
     failures = [check for check in report["checks"] if check["outcome"] in ("failed", "error")]
+    # The reasons next to the badge: what failed or errored first, then what was not tested.
+    rank = ("failed", "error", "disabled", "inconclusive", "untested")
+    reasons = sorted(report["verdict"]["reasons"],
+                     key=lambda reason: next((i for i, word in enumerate(rank) if reason.endswith(" " + word)), -1))
     template = _templates().get_template("report.html.j2")
-    return template.render(report=report, failures=failures, digest=_digest(report), explanations=EXPLANATIONS)
+    return template.render(report=report, failures=failures, digest=_digest(report), explanations=EXPLANATIONS,
+                           reasons=reasons)
 
 
 def verify_bundle(directory: Path) -> tuple[bool, list[str]]:
