@@ -396,6 +396,10 @@ class FlavorUnderTest(Driver):
         observation = self.observe(snapshot, outcome["run"], time.monotonic() - started, outcome.get("warnings", []), only_this_run)
         observation.history = watch.history
         observation.run_id_env_var = self.run_id_env_var
+        found = Findings()
+        for broken in attempt_accounting(observation):
+            found.add(broken)
+        found.raise_any()
         return observation
 
     def observe(self, snapshot: PipelineSnapshot, run: RunRecord, duration: float, caught: list | None = None,
@@ -441,6 +445,32 @@ class FlavorUnderTest(Driver):
             raise HarnessError(f"could not read the run's records: {exc}") from exc
         finally:
             store.close()
+
+
+def attempt_accounting(obs: RunObservation) -> list[FlavorViolation]:
+    """Every step of every run, whatever the check is about: attempts numbered 1, 2, ... with
+    no more of them than the step's retry config allows (one without a config: RETRY-1, retries
+    nobody asked for), and no attempt after one that completed (ORDER-2: a completed step is
+    never executed again)."""
+    found: list[FlavorViolation] = []
+    if len(obs.runs_for_snapshot) != 1:
+        # Several runs of the snapshot (several submissions, or steps that attached to runs of
+        # their own): attempts cannot be told apart by run; the run-ID checks say what broke.
+        return found
+    for name, records in sorted(obs.starts.items()):
+        spec = obs.snapshot.steps.get(name) if obs.snapshot.steps else None
+        allowed = spec.total_attempts if spec is not None else 1
+        attempts = sorted(record["attempt"] for record in records)
+        if len(attempts) > allowed:
+            retry = spec.retry.model_dump() if spec is not None and spec.retry is not None else None
+            found.append(violation("RETRY-1", f"step {name!r} was attempted {len(attempts)} times; its retry config allows "
+                                   f"{allowed}", attempts=attempts, retry=retry or "none (a step without a retry config is "
+                                   "attempted exactly once)"))
+        completed = sorted(record["attempt"] for record in obs.ends.get(name, []) if not record.get("failed"))
+        if completed and attempts and attempts[-1] > completed[0]:
+            found.append(violation("ORDER-2", f"step {name!r} was executed again after attempt {completed[0]} completed",
+                                   attempts=attempts))
+    return found
 
 
 def compile_probe_dag(stack: StackSpec, dag: dict, *, environment: dict[str, str] | None = None,

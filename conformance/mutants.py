@@ -239,6 +239,24 @@ class IgnoresFailFast(Mutant):
     violates = frozenset({"FAIL-2"})
 
 
+class _ContinueIsStopScheduler(DagScheduler):
+    def __init__(self, snapshot, *args, **kwargs):
+        from orcakit import ExecutionMode
+
+        if snapshot.execution_mode is ExecutionMode.CONTINUE_ON_FAILURE:  # behaves as STOP_ON_FAILURE
+            snapshot = snapshot.model_copy(update={"execution_mode": ExecutionMode.STOP_ON_FAILURE})
+        super().__init__(snapshot, *args, **kwargs)
+
+
+class ContinueIsStopOrchestrator(LocalOrchestrator):
+    scheduler_class = _ContinueIsStopScheduler
+
+
+class ContinueIsStop(Mutant):
+    bug = "CONTINUE_ON_FAILURE starts nothing new after a failure (it behaves as STOP_ON_FAILURE)"
+    violates = frozenset({"FAIL-4"})
+
+
 class _OffByOneRetryScheduler(DagScheduler):
     def settle(self, name, attempt, code, handle, stopping):
         status = super().settle(name, attempt, code, handle, stopping)
@@ -254,6 +272,25 @@ class WrongRetryCountOrchestrator(LocalOrchestrator):
 
 class WrongRetryCount(Mutant):
     bug = "one retry too few (max_retries read as total attempts)"
+    violates = frozenset({"RETRY-1"})
+
+
+class RetriesByDefaultOrchestrator(LocalOrchestrator):
+    def submit_pipeline(self, snapshot, base_environment, step_environments, placeholder_run=None):
+        from orcakit import StepRetryConfig
+        from orcakit.reference import open_artifact_store, save_snapshot
+
+        # The backend's default retry policy (a Kubernetes Job's backoffLimit, a queue that
+        # re-delivers) applied to every step that has no retry config of its own.
+        steps = {name: spec if spec.retry is not None else spec.model_copy(update={"retry": StepRetryConfig(max_retries=1)})
+                 for name, spec in snapshot.steps.items()}
+        snapshot = snapshot.model_copy(update={"steps": steps})
+        save_snapshot(open_artifact_store(snapshot.stack.artifact_store, snapshot.stack.artifact_store_options), snapshot)
+        return super().submit_pipeline(snapshot, base_environment, step_environments, placeholder_run)
+
+
+class RetriesByDefault(Mutant):
+    bug = "a step without a retry config is retried once (a backend's default retry policy)"
     violates = frozenset({"RETRY-1"})
 
 
@@ -308,6 +345,16 @@ class DropsEmptyValuesOrchestrator(_ValueMangling):
 
 class DropsEmptyValues(Mutant):
     bug = "environment variables with an empty value are dropped"
+    violates = frozenset({"ENV-2", "ENV-3"})
+
+
+class CutsLongValuesOrchestrator(_ValueMangling):
+    def mangle(self, value):
+        return value[:4096]  # a 4 KiB buffer on the way (an env file line, a field limit)
+
+
+class CutsLongValues(Mutant):
+    bug = "environment values longer than 4 KiB are cut at 4 KiB"
     violates = frozenset({"ENV-2", "ENV-3"})
 
 

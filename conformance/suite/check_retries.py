@@ -90,3 +90,22 @@ def test_retries_follow_the_retry_config(fut, case):
         found.add(violation("STATUS-3", f"after {expected} attempt(s) the step is {final} and the run "
                             f"{obs.run.status.value}, expected {wanted}"))
     found.raise_any()
+
+
+@pytest.mark.requirement("RETRY-1")
+def test_a_step_without_a_retry_config_is_attempted_once(fut):
+    """Retries nobody asked for (a backend's default retry policy, a re-delivered task): a
+    failing step without a retry config, and one with max_retries=0, run exactly one attempt.
+    (The harness counts every step's attempts in every run; this check makes sure a run with
+    such steps is always among them.)"""
+    dag = {"nodes": [
+        {"name": "ok", "upstream": [], "spec": {}},
+        {"name": "no_config", "upstream": ["ok"], "spec": {"fail_attempts": [-1]}},
+        {"name": "zero_retries", "upstream": [], "spec": {"fail_attempts": [-1]}, "retry": {"max_retries": 0}},
+    ]}
+    obs = fut.run(fut.compile_dag(dag))
+    for name in ("ok", "no_config", "zero_retries"):
+        attempts = [record["attempt"] for record in obs.starts.get(name, [])]
+        if len(attempts) > 1:
+            raise violation("RETRY-1", f"step {name!r} has no retries configured and was attempted {len(attempts)} times",
+                            attempts=attempts)
