@@ -14,7 +14,7 @@ import json
 import sys
 
 #: The orchestrator methods a fresh process may be asked to call (read-only questions).
-QUESTIONS = ("list_schedules", "fetch_status", "leftover_resources")
+QUESTIONS = ("list_schedules", "fetch_status", "leftover_resources", "stop_run")
 
 
 def main() -> int:
@@ -25,6 +25,16 @@ def main() -> int:
     from orcakit import load_flavor
 
     orchestrator = load_flavor(request["reference"]).create(request["config"])
+    if request["method"] == "stop_run" and request.get("run_store"):
+        # What `orcakit runs stop` does from another process: ask through the run store (the
+        # process that drives the run may be polling it), then through the backend.
+        from orcakit.reference import RunStore
+
+        store = RunStore(request["run_store"])
+        try:
+            store.request_stop(request["run"])
+        finally:
+            store.close()
     try:
         answer = getattr(orchestrator, request["method"])(*request.get("args", []))
     except Exception as exc:  # noqa: BLE001 - reported to the check, which decides

@@ -258,6 +258,20 @@ class FlavorUnderTest(Driver):
     def stop_run(self, orchestrator_run_id: str) -> None:
         self.orchestrator().stop_run(orchestrator_run_id)
 
+    def stop_run_from_another_client(self, run: RunRecord) -> None:
+        """Stop ``run`` as a user does: from a separate process with an orchestrator object of
+        its own (what ``orcakit runs stop`` does), not through the object driving the run."""
+        request = json.dumps({"reference": self.reference, "config": self.config, "method": "stop_run",
+                              "args": [run.orchestrator_run_id], "run_store": self.run_store_url, "run": run.id})
+        try:
+            done = subprocess.run([sys.executable, "-m", "orcakit.conformance.fresh"], input=request, capture_output=True,
+                                  text=True, timeout=self.timeout)
+            answer = json.loads(done.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+            raise HarnessError(f"a fresh process could not be asked to stop the run: {exc}") from exc
+        if "error" in answer:
+            raise violation("CLEAN-2", "stop_run raised when called from another process", error=answer["error"])
+
     def written_by(self, obs: RunObservation):
         """Every artifact-store object of the snapshot and the run (snapshots, step specs, logs,
         outputs — not the probe's own records, which hold what the step saw on purpose), the

@@ -552,7 +552,33 @@ class AbandonsStoppedStepsOrchestrator(LocalOrchestrator):
 
 class AbandonsStoppedSteps(Mutant):
     bug = "stopping a step records it STOPPED without ending its process"
-    violates = frozenset({"FAIL-2", "CLEAN-2"})
+    # what runs on after the run ended is a leftover too (CLEAN-1)
+    violates = frozenset({"FAIL-2", "CLEAN-2", "CLEAN-1"})
+
+
+class _DeafToTheRunStoreScheduler(DagScheduler):
+    def _poll_stop_request(self, force=False):
+        pass  # never asks the run store whether someone else asked for a stop
+
+
+class StopsOnlyFromTheDrivingClientOrchestrator(LocalOrchestrator):
+    scheduler_class = _DeafToTheRunStoreScheduler
+    _driven_here: ClassVar[set[str]] = set()  # this process's memory, not the backend
+
+    def new_run_id(self, snapshot) -> str:
+        run_id = super().new_run_id(snapshot)
+        self._driven_here.add(run_id)
+        return run_id
+
+    def stop_run(self, run_id, graceful=False):
+        if run_id in self._driven_here:
+            super().stop_run(run_id, graceful)
+        # otherwise: "not one of ours", nothing happens
+
+
+class StopsOnlyFromTheDrivingClient(Mutant):
+    bug = "stop_run works only in the process that submitted the run (another client's stop is ignored)"
+    violates = frozenset({"CLEAN-2"})
 
 
 # -- schedules ---------------------------------------------------------------------------------

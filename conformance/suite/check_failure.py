@@ -78,7 +78,7 @@ def mode_dag(chain_length: int, fail_children: int) -> dict:
     return {"nodes": nodes}
 
 
-@pytest.mark.requirement("FAIL-2", "FAIL-3", "FAIL-4", "FAIL-1", "STATUS-3")
+@pytest.mark.requirement("FAIL-2", "FAIL-3", "FAIL-4", "FAIL-1", "STATUS-3", "CLEAN-1")
 @given(mode=st.sampled_from(list(ExecutionMode)), chain_length=st.integers(1, 2), fail_children=st.integers(0, 2))
 @example(mode=ExecutionMode.FAIL_FAST, chain_length=1, fail_children=1)
 @example(mode=ExecutionMode.STOP_ON_FAILURE, chain_length=1, fail_children=1)
@@ -114,7 +114,10 @@ def test_execution_mode_decides_what_runs_after_a_failure(fut, capabilities, mod
                 raise violation("FAIL-2", f"FAIL_FAST: {name!r} started after the failure ({status[name]})", statuses=status)
         still = fut.still_running(obs)
         if still:
-            raise violation("FAIL-2", "FAIL_FAST: the run ended with its stopped steps still running", leftovers=still)
+            raise ExceptionGroup("FAIL-2, CLEAN-1 broken", [
+                violation("FAIL-2", "FAIL_FAST: the run ended with its stopped steps still running", leftovers=still),
+                # what still runs after the run ended is also left behind
+                violation("CLEAN-1", "FAIL_FAST: the stopped steps' processes remain after the run ended", leftovers=still)])
     if obs.run.status.value != "failed":
         raise violation("STATUS-3", f"a step failed but the run is {obs.run.status.value}")
 

@@ -54,8 +54,12 @@ def test_nothing_is_left_behind_after_runs(fut, capabilities):
 LONG_STEP = 30
 
 
-@pytest.mark.requirement("CLEAN-2", "CAP-2")
-def test_stop_run_stops_running_steps_and_starts_nothing_new(fut, capabilities):
+@pytest.mark.requirement("CLEAN-2", "CAP-2", "CLEAN-1")
+@pytest.mark.parametrize("stopper", ["another-client", "driving-client"])
+def test_stop_run_stops_running_steps_and_starts_nothing_new(fut, capabilities, stopper):
+    """Stopped as users stop runs: from another client (a separate process with an orchestrator
+    object of its own, what `orcakit runs stop` does) and through the client driving the run
+    (Ctrl-C in the terminal that runs it). A stop that works only one way is no stop."""
     if not capabilities.stop_run:
         unsupported("stop_run is not declared")
     dag = {"nodes": [{"name": "long", "upstream": [], "spec": {"sleep": LONG_STEP}},
@@ -67,7 +71,13 @@ def test_stop_run_stops_running_steps_and_starts_nothing_new(fut, capabilities):
         while time.monotonic() < deadline:
             started = any("/long/" in key for key in fut.probes_of(snapshot.snapshot_id))
             if started and watch.run_record and watch.run_record.orchestrator_run_id:
-                fut.stop_run(watch.run_record.orchestrator_run_id)
+                # From another client, as users stop runs (`orcakit runs stop`): a stop that
+                # works only through the object driving the run is no stop at all.
+                elsewhere = getattr(fut, "stop_run_from_another_client", None)
+                if elsewhere is not None and stopper == "another-client":
+                    elsewhere(watch.run_record)
+                else:
+                    fut.stop_run(watch.run_record.orchestrator_run_id)
                 return
             time.sleep(0.05)
         raise violation("CLEAN-2", "the long step never started, so the run could not be stopped")
@@ -81,7 +91,11 @@ def test_stop_run_stops_running_steps_and_starts_nothing_new(fut, capabilities):
         raise violation("CLEAN-2", f"the running step is {status.get('long')} after stop_run, expected stopped", statuses=status)
     still = fut.still_running(obs)
     if still:
-        raise violation("CLEAN-2", "the run is recorded stopped but its step still runs", leftovers=still)
+        found = Findings()
+        found.add(violation("CLEAN-2", "the run is recorded stopped but its step still runs", leftovers=still))
+        # What still runs after the run ended is also left behind (CLEAN-1).
+        found.add(violation("CLEAN-1", "the stopped run's step processes remain after the run ended", leftovers=still))
+        found.raise_any()
     if obs.executed("never") or status.get("never") not in ("skipped", "stopped"):
         raise violation("CLEAN-2", "a pending step started after stop_run", statuses=status)
     if obs.run.status.value != "stopped":
