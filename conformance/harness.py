@@ -380,7 +380,16 @@ class FlavorUnderTest(Driver):
         return compile_probe_dag(self.stack(), dag, environment=environment, mode=mode, name=name)
 
     def compile_dynamic(self, width: int, env_keys: list[str]) -> PipelineSnapshot:
-        return dynamic_probe_dag.with_options(name=f"conformance_dyn_{uuid.uuid4().hex[:8]}").compile(self.stack(), width, env_keys)
+        return self.compile_dynamic_with_environment(width, env_keys)
+
+    def compile_dynamic_with_environment(self, width: int, env_keys: list[str], environment: dict[str, str] | None = None,
+                                         child_environment: dict[str, str] | None = None) -> PipelineSnapshot:
+        """The dynamic probe pipeline with pipeline-level ``environment`` and step-level
+        ``child_environment`` on the steps it adds at run time."""
+        options: dict[str, Any] = {"name": f"conformance_dyn_{uuid.uuid4().hex[:8]}"}
+        if environment:
+            options["environment"] = environment
+        return dynamic_probe_dag.with_options(**options).compile(self.stack(), width, env_keys, child_environment)
 
     def run(self, snapshot: PipelineSnapshot, *, requirement: str = "CAP-2", during=None, only_this_run: bool = False) -> RunObservation:
         """Submit ``snapshot``, wait at most ``timeout`` seconds, and observe the result.

@@ -58,8 +58,10 @@ class RunIdPerStepOrchestrator(LocalOrchestrator):
 class RunIdPerStep(Mutant):
     bug = "a new run ID every time it is asked (so per step, each attaching to a run of its own)"
     # Asked in the step, the ID differs from the variable (ENV-1); steps land in runs of their
-    # own (STORE-1); a dynamic run's orchestration never finds its steps (DYN-1, RUNID-5).
-    violates = frozenset({"RUNID-1", "STORE-1", "ENV-1", "DYN-1", "RUNID-5"})
+    # own (STORE-1); a dynamic run's orchestration never finds its steps (DYN-1) and its steps
+    # see other IDs than the orchestration environment (RUNID-1: no restart is involved); a
+    # retried attempt sees another ID than the first (RETRY-3).
+    violates = frozenset({"RUNID-1", "STORE-1", "ENV-1", "DYN-1", "RETRY-3"})
 
 
 class TimestampRunIdOrchestrator(LocalOrchestrator):
@@ -92,7 +94,8 @@ class RunIdChangesOnRetryOrchestrator(LocalOrchestrator):
 
 class RunIdChangesOnRetry(Mutant):
     bug = "a retried attempt gets a new run ID"
-    violates = frozenset({"RETRY-3"})
+    # the retried attempt is a step of the run with another ID: RUNID-1 as well
+    violates = frozenset({"RETRY-3", "RUNID-1"})
 
 
 # -- environment -------------------------------------------------------------------------------
@@ -127,6 +130,18 @@ class ShellQuotingOrchestrator(LocalOrchestrator):
 class ShellQuoting(Mutant):
     bug = "environment values pass through shell word splitting"
     violates = frozenset({"ENV-2", "ENV-3"})
+
+
+class DynamicStepsLoseEnvironmentOrchestrator(LocalOrchestrator):
+    def run_isolated_step(self, snapshot, step_name, environment):
+        # steps a dynamic pipeline adds at run time get only orcakit's own variables
+        kept = {k: v for k, v in environment.items() if k.startswith("ORCAKIT_")}
+        return super().run_isolated_step(snapshot, step_name, kept)
+
+
+class DynamicStepsLoseEnvironment(Mutant):
+    bug = "steps a dynamic pipeline launches at run time lose their step-level environment"
+    violates = frozenset({"ENV-3"})
 
 
 # -- resources ---------------------------------------------------------------------------------
@@ -645,4 +660,6 @@ ALL: tuple[type[Mutant], ...] = (
     StripsTrailingNewline, DropsEmptyValues, KilobyteIsKibibyte, CpuCappedAtOne, ResourcesOfFirstStepOnly,
     IgnoresGpuRequest, IgnoresMaxParallelism, JoinForgetsHeldBackParents, BackoffZeroIsConstant, BackoffExponentOffByOne,
     SnapshotTimestampRunId, AbandonsStoppedSteps, InMemorySchedules, LogsStepEnvironment, DebugSnapshotCopy,
+    # issue 19: the bug classes the suite used to pass
+    CutsLongValues, ContinueIsStop, RetriesByDefault, StopsOnlyFromTheDrivingClient, DynamicStepsLoseEnvironment,
 )

@@ -42,7 +42,7 @@ def retry_dag(retry: StepRetryConfig, succeeds_on: int | None) -> dict:
     ]}
 
 
-@pytest.mark.requirement("RETRY-1", "RETRY-2", "RETRY-3", "STATUS-3", "ORDER-2")
+@pytest.mark.requirement("RETRY-1", "RETRY-2", "RETRY-3", "STATUS-3", "ORDER-2", "RUNID-1")
 @given(case=retry_cases())
 # Each wait formula every run: backoff 0 (only the first retry waits), 1 (constant), 2 (doubling).
 @example(case=(StepRetryConfig(max_retries=3, delay=1.0, backoff=0.0), None))
@@ -62,8 +62,11 @@ def test_retries_follow_the_retry_config(fut, case):
     # be consequences of that one bug.
     run_ids = {r["run_id"] for r in starts}
     if len(run_ids) > 1 or len(obs.runs_for_snapshot) > 1:
-        raise violation("RETRY-3", "the run ID changed between attempts: a retry attached to another run",
-                        run_ids=sorted(run_ids), runs=[r.orchestrator_run_id for r in obs.runs_for_snapshot])
+        evidence = {"run_ids": sorted(run_ids, key=str), "runs": [r.orchestrator_run_id for r in obs.runs_for_snapshot]}
+        # The retried attempt is a step of this run seeing another run ID: RUNID-1 too.
+        raise ExceptionGroup("RETRY-3, RUNID-1 broken", [
+            violation("RETRY-3", "the run ID changed between attempts: a retry attached to another run", **evidence),
+            violation("RUNID-1", "attempts of one step of one run saw different run IDs", **evidence)])
     if attempts != list(range(1, expected + 1)):
         raise violation("RETRY-1", f"expected attempts 1..{expected}, the step ran attempts {attempts}",
                         retry=retry.model_dump(), succeeds_on=succeeds_on)
