@@ -17,8 +17,26 @@ import sys
 QUESTIONS = ("list_schedules", "fetch_status", "leftover_resources", "stop_run")
 
 
+def submit(request: dict) -> int:
+    """Run a stored snapshot to its end from this (separate) client process, as another user or
+    a scheduler on another machine would: prints the run record's ID and orchestrator run ID."""
+    from orcakit import PipelineSnapshot
+    from orcakit.reference import run_snapshot
+
+    snapshot = PipelineSnapshot.model_validate_json(request["snapshot"])
+    try:
+        run = run_snapshot(snapshot, wait=True)
+    except Exception as exc:  # noqa: BLE001 - reported to the check, which decides
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    print(json.dumps({"answer": {"id": run.id, "orchestrator_run_id": run.orchestrator_run_id}}))
+    return 0
+
+
 def main() -> int:
     request = json.load(sys.stdin)
+    if request["method"] == "submit":
+        return submit(request)
     if request["method"] not in QUESTIONS:
         print(json.dumps({"error": f"not a question the suite asks: {request['method']!r}"}))
         return 2

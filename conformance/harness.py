@@ -258,6 +258,31 @@ class FlavorUnderTest(Driver):
     def stop_run(self, orchestrator_run_id: str) -> None:
         self.orchestrator().stop_run(orchestrator_run_id)
 
+    def submit_from_other_processes(self, snapshot: PipelineSnapshot, processes: int) -> list[dict]:
+        """Run ``snapshot`` once from each of ``processes`` separate client processes, started
+        together: what several users, or a scheduler on several machines, do. Returns what each
+        client's run record said (``id``, ``orchestrator_run_id``) or ``error``."""
+        request = json.dumps({"method": "submit", "snapshot": snapshot.model_dump_json()})
+        clients = [subprocess.Popen([sys.executable, "-m", "orcakit.conformance.fresh"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+        answers = []
+        try:
+            for client in clients:
+                client.stdin.write(request)
+                client.stdin.close()
+            for client in clients:
+                out = client.stdout.read()
+                client.wait(timeout=self.timeout)
+                try:
+                    answers.append(json.loads(out.strip().splitlines()[-1]))
+                except (ValueError, IndexError):
+                    answers.append({"error": redact(client.stderr.read()[-1000:])})
+        finally:
+            for client in clients:
+                if client.poll() is None:
+                    client.kill()
+        return answers
+
     def stop_run_from_another_client(self, run: RunRecord) -> None:
         """Stop ``run`` as a user does: from a separate process with an orchestrator object of
         its own (what ``orcakit runs stop`` does), not through the object driving the run."""

@@ -74,6 +74,23 @@ class TimestampRunId(Mutant):
     violates = frozenset({"RUNID-2"})
 
 
+class PerProcessCounterRunIdOrchestrator(LocalOrchestrator):
+    _counter: ClassVar = None
+
+    def new_run_id(self, snapshot) -> str:
+        import itertools
+
+        if PerProcessCounterRunIdOrchestrator._counter is None:
+            PerProcessCounterRunIdOrchestrator._counter = itertools.count(1)
+        # unique within this client process, the same in the next process
+        return f"{snapshot.pipeline_name[:40]}-{next(self._counter)}"
+
+
+class PerProcessCounterRunId(Mutant):
+    bug = "run ID from a counter of the client process (unique within one client, repeated across clients)"
+    violates = frozenset({"RUNID-2"})
+
+
 class NameBasedRunIdOrchestrator(LocalOrchestrator):
     def new_run_id(self, snapshot) -> str:
         return f"{snapshot.pipeline_name}-{uuid.uuid4().hex}"
@@ -169,6 +186,18 @@ class MemoryUnitConfusionOrchestrator(LocalOrchestrator):
 
 class MemoryUnitConfusion(Mutant):
     bug = "decimal memory units treated as binary (GB as GiB)"
+    violates = frozenset({"RES-3"})
+
+
+class SoftMemoryLimitOrchestrator(LocalOrchestrator):
+    def resource_limits(self, resources):
+        cpu, _ = super().resource_limits(resources)
+        return cpu, None  # the request kept as a "reservation" the kernel never enforces
+
+
+class SoftMemoryLimit(Mutant):
+    bug = "memory applied as a soft limit (a reservation): a step over it is never killed"
+    # RES-3 only: nothing was killed, so FAIL-6 (how a killed step ends) is not at stake
     violates = frozenset({"RES-3"})
 
 
@@ -662,4 +691,5 @@ ALL: tuple[type[Mutant], ...] = (
     SnapshotTimestampRunId, AbandonsStoppedSteps, InMemorySchedules, LogsStepEnvironment, DebugSnapshotCopy,
     # issue 19: the bug classes the suite used to pass
     CutsLongValues, ContinueIsStop, RetriesByDefault, StopsOnlyFromTheDrivingClient, DynamicStepsLoseEnvironment,
+    SoftMemoryLimit, PerProcessCounterRunId,
 )

@@ -138,13 +138,19 @@ def test_a_killed_step_ends_failed_with_a_reason(fut):
         raise violation("FAIL-6", f"the run of a killed step ended {obs.run.status.value}")
 
 
-@pytest.mark.requirement("FAIL-6", "STATUS-2")
+@pytest.mark.requirement("FAIL-6", "STATUS-2", "RES-3")
 def test_a_step_over_its_memory_limit_ends_failed(fut, capabilities):
     if capabilities.memory is not ResourceSupport.ENFORCED:
         unsupported("memory is not enforced")
     dag = {"nodes": [{"name": "greedy", "upstream": [], "spec": {"allocate_mb": 600}, "resources": {"memory": "256MiB"}}]}
     obs = fut.run(fut.compile_dag(dag))
     assert_terminal(obs, "FAIL-6")
+    starts = obs.starts.get("greedy", [])
+    if starts and starts[0].get("memory") != 256 * 1024**2:
+        # No hard limit of 256 MiB inside the step (none, or a soft one): nothing could kill it.
+        # That is RES-3's bug; whether a killed step ends FAILED (FAIL-6) was not put to the test.
+        raise violation("RES-3", "a step that requested memory=256MiB runs without a hard limit of 268435456 bytes",
+                        seen=starts[0].get("memory"))
     step = obs.steps.get("greedy")
     if step is None or step.status.value != "failed" or not step.reason:
         raise violation("FAIL-6", "a step that exceeded its memory limit must end FAILED with the reason",

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from orcakit import MAX_RUN_ID_LENGTH
 from orcakit.conformance.harness import Findings, chain, violation
+from orcakit.conformance.plugin import unsupported
 from orcakit.conformance.strategies import dags
 
 
@@ -153,3 +154,23 @@ def test_run_id_fits_the_limit_whatever_the_names(fut, pipeline_length, step_len
     if obs.run.status.value != "completed":
         raise violation("RUNID-3", "a run with long names did not complete", reason=obs.run.reason,
                         steps={k: (v.status.value, v.reason) for k, v in obs.steps.items()})
+
+
+@pytest.mark.requirement("RUNID-2")
+def test_runs_submitted_from_separate_client_processes_get_different_run_ids(fut):
+    """One pipeline run from several client processes at once (users on several machines, a
+    scheduler with several workers): an ID unique only within one client process (a counter, a
+    per-process sequence) repeats here."""
+    submit = getattr(fut, "submit_from_other_processes", None)
+    if submit is None:
+        unsupported(f"the {fut.kind} driver submits from this process only")
+    snapshot = fut.compile_dag(chain(1))
+    clients = 3
+    answers = submit(snapshot, clients)
+    records = fut.runs_of(snapshot.snapshot_id)
+    ids = sorted((r.orchestrator_run_id for r in records), key=lambda run_id: (run_id is None, str(run_id)))
+    distinct = {run_id for run_id in ids if run_id is not None}
+    if len(distinct) != clients or len(records) != clients:
+        raise violation("RUNID-2", f"{clients} client processes each ran the pipeline once and got {len(distinct)} distinct "
+                        f"run ID(s) in {len(records)} run record(s)", run_ids=ids,
+                        clients=[a.get("answer", {}).get("orchestrator_run_id") if "answer" in a else a.get("error") for a in answers])
