@@ -508,16 +508,21 @@ def attempt_accounting(obs: RunObservation) -> list[FlavorViolation]:
     for name, records in sorted(obs.starts.items()):
         spec = obs.snapshot.steps.get(name) if obs.snapshot.steps else None
         allowed = spec.total_attempts if spec is not None else 1
+        ended = {record["attempt"]: record["time"] for record in obs.ends.get(name, [])}
         attempts = sorted(record["attempt"] for record in records)
-        if len(attempts) > allowed:
+        # An execution that started after (or while) an earlier attempt completed is a duplicate
+        # execution (ORDER-2: a launched-twice join, a re-run completed step), not a retry.
+        duplicates = [attempt for attempt in attempts if any(done < attempt for done in ended)]
+        if duplicates:
+            found.append(violation("ORDER-2", f"step {name!r} was executed {len(attempts)} times; attempt(s) {duplicates} "
+                                   f"ran although attempt {min(ended)} completed", attempts=attempts,
+                                   starts=[round(record["time"], 3) for record in records], completed=sorted(ended)))
+        tries = [attempt for attempt in attempts if attempt not in duplicates]
+        if len(tries) > allowed:
             retry = spec.retry.model_dump() if spec is not None and spec.retry is not None else None
-            found.append(violation("RETRY-1", f"step {name!r} was attempted {len(attempts)} times; its retry config allows "
-                                   f"{allowed}", attempts=attempts, retry=retry or "none (a step without a retry config is "
+            found.append(violation("RETRY-1", f"step {name!r} was attempted {len(tries)} times; its retry config allows "
+                                   f"{allowed}", attempts=tries, retry=retry or "none (a step without a retry config is "
                                    "attempted exactly once)"))
-        completed = sorted(record["attempt"] for record in obs.ends.get(name, []) if not record.get("failed"))
-        if completed and attempts and attempts[-1] > completed[0]:
-            found.append(violation("ORDER-2", f"step {name!r} was executed again after attempt {completed[0]} completed",
-                                   attempts=attempts))
     return found
 
 

@@ -222,6 +222,40 @@ class _EagerScheduler(DagScheduler):
         return not ups or any(up in status for up in ups)
 
 
+class _DoubleLaunchScheduler(DagScheduler):
+    """Launches a join once per parent that ended "at the same time" (within 0.5 s): the
+    readiness check runs for each parent's completion event and both see every parent done."""
+
+    def __init__(self, snapshot, store, run_uuid, launch, **kwargs):
+        self.completed_at: dict[str, float] = {}
+
+        def launch_once_per_close_parent(name, attempt):
+            handle = launch(name, attempt)
+            upstream = snapshot.steps[name].upstream
+            times = [self.completed_at.get(up) for up in upstream]
+            if attempt == 1 and len(upstream) >= 2 and None not in times and max(times) - min(times) < 0.5:
+                extra = launch(name, attempt)  # the duplicate: nobody waits for it but a thread
+                threading.Thread(target=lambda: (extra.wait(), extra.cleanup()), daemon=True).start()
+            return handle
+
+        super().__init__(snapshot, store, run_uuid, launch_once_per_close_parent, **kwargs)
+
+    def settle(self, name, attempt, code, handle, stopping):
+        status = super().settle(name, attempt, code, handle, stopping)
+        if status is ExecutionStatus.COMPLETED:
+            self.completed_at[name] = time.monotonic()
+        return status
+
+
+class DoubleLaunchesJoinsOrchestrator(LocalOrchestrator):
+    scheduler_class = _DoubleLaunchScheduler
+
+
+class DoubleLaunchesJoins(Mutant):
+    bug = "a join whose parents finish within milliseconds of each other is executed twice"
+    violates = frozenset({"ORDER-2"})
+
+
 class StartsEarlyOrchestrator(LocalOrchestrator):
     scheduler_class = _EagerScheduler
 
@@ -691,5 +725,5 @@ ALL: tuple[type[Mutant], ...] = (
     SnapshotTimestampRunId, AbandonsStoppedSteps, InMemorySchedules, LogsStepEnvironment, DebugSnapshotCopy,
     # issue 19: the bug classes the suite used to pass
     CutsLongValues, ContinueIsStop, RetriesByDefault, StopsOnlyFromTheDrivingClient, DynamicStepsLoseEnvironment,
-    SoftMemoryLimit, PerProcessCounterRunId,
+    SoftMemoryLimit, PerProcessCounterRunId, DoubleLaunchesJoins,
 )
