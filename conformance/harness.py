@@ -286,14 +286,8 @@ class FlavorUnderTest(Driver):
     def stop_run_from_another_client(self, run: RunRecord) -> None:
         """Stop ``run`` as a user does: from a separate process with an orchestrator object of
         its own (what ``orcakit runs stop`` does), not through the object driving the run."""
-        request = json.dumps({"reference": self.reference, "config": self.config, "method": "stop_run",
+        answer = self._fresh({"reference": self.reference, "config": self.config, "method": "stop_run",
                               "args": [run.orchestrator_run_id], "run_store": self.run_store_url, "run": run.id})
-        try:
-            done = subprocess.run([sys.executable, "-m", "orcakit.conformance.fresh"], input=request, capture_output=True,
-                                  text=True, timeout=self.timeout)
-            answer = json.loads(done.stdout.strip().splitlines()[-1])
-        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
-            raise HarnessError(f"a fresh process could not be asked to stop the run: {exc}") from exc
         if "error" in answer:
             raise violation("CLEAN-2", "stop_run raised when called from another process", error=answer["error"])
 
@@ -389,16 +383,21 @@ class FlavorUnderTest(Driver):
     def ask_fresh_process(self, method: str, *args: Any) -> Any:
         """``orchestrator.<method>(*args)`` answered by a new Python process that builds the
         orchestrator from the flavor and config alone (:mod:`orcakit.conformance.fresh`)."""
-        request = json.dumps({"reference": self.reference, "config": self.config, "method": method, "args": list(args)})
-        try:
-            done = subprocess.run([sys.executable, "-m", "orcakit.conformance.fresh"], input=request, capture_output=True,
-                                  text=True, timeout=self.timeout)
-            answer = json.loads(done.stdout.strip().splitlines()[-1])
-        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
-            raise HarnessError(f"a fresh process could not be asked {method}(): {exc}; stderr: {redact(done.stderr[-1000:]) if 'done' in locals() else ''}") from exc
+        answer = self._fresh({"reference": self.reference, "config": self.config, "method": method, "args": list(args)})
         if "error" in answer:
             raise violation("CAP-2", f"{method}() raised in a fresh process", error=answer["error"])
         return answer["answer"]
+
+    def _fresh(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The JSON answer of ``python -m orcakit.conformance.fresh`` to ``request`` (on stdin:
+        the config may hold secrets)."""
+        try:
+            done = subprocess.run([sys.executable, "-m", "orcakit.conformance.fresh"], input=json.dumps(request),
+                                  capture_output=True, text=True, timeout=self.timeout)
+            return json.loads(done.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+            stderr = redact(done.stderr[-1000:]) if "done" in locals() else ""
+            raise HarnessError(f"a fresh process could not be asked {request['method']}(): {exc}; stderr: {stderr}") from exc
 
     def compile_dag(self, dag: dict, *, environment: dict[str, str] | None = None, mode: ExecutionMode | None = None,
                     name: str | None = None) -> PipelineSnapshot:

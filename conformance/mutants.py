@@ -299,17 +299,21 @@ class SwallowsFailure(Mutant):
     violates = frozenset({"FAIL-6"})
 
 
-class _NoFailFastScheduler(DagScheduler):
-    def __init__(self, snapshot, *args, **kwargs):
-        from orcakit import ExecutionMode
+def _mode_read_as(mode: str, instead: str) -> type[DagScheduler]:
+    """A scheduler that runs pipelines of execution mode ``mode`` as if they were ``instead``."""
+    from orcakit import ExecutionMode
 
-        if snapshot.execution_mode is ExecutionMode.FAIL_FAST:  # behaves as STOP_ON_FAILURE
-            snapshot = snapshot.model_copy(update={"execution_mode": ExecutionMode.STOP_ON_FAILURE})
-        super().__init__(snapshot, *args, **kwargs)
+    class _Scheduler(DagScheduler):
+        def __init__(self, snapshot, *args, **kwargs):
+            if snapshot.execution_mode is ExecutionMode[mode]:
+                snapshot = snapshot.model_copy(update={"execution_mode": ExecutionMode[instead]})
+            super().__init__(snapshot, *args, **kwargs)
+
+    return _Scheduler
 
 
 class IgnoresFailFastOrchestrator(LocalOrchestrator):
-    scheduler_class = _NoFailFastScheduler
+    scheduler_class = _mode_read_as("FAIL_FAST", "STOP_ON_FAILURE")
 
 
 class IgnoresFailFast(Mutant):
@@ -317,17 +321,8 @@ class IgnoresFailFast(Mutant):
     violates = frozenset({"FAIL-2"})
 
 
-class _ContinueIsStopScheduler(DagScheduler):
-    def __init__(self, snapshot, *args, **kwargs):
-        from orcakit import ExecutionMode
-
-        if snapshot.execution_mode is ExecutionMode.CONTINUE_ON_FAILURE:  # behaves as STOP_ON_FAILURE
-            snapshot = snapshot.model_copy(update={"execution_mode": ExecutionMode.STOP_ON_FAILURE})
-        super().__init__(snapshot, *args, **kwargs)
-
-
 class ContinueIsStopOrchestrator(LocalOrchestrator):
-    scheduler_class = _ContinueIsStopScheduler
+    scheduler_class = _mode_read_as("CONTINUE_ON_FAILURE", "STOP_ON_FAILURE")
 
 
 class ContinueIsStop(Mutant):
