@@ -515,7 +515,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if failing:
         tr.write_line("reproduce a failure with:")
         for result in failing:
-            tr.write_line(f"  [{','.join(result['blamed'] or result['requirements'])}] {result['reproducer']}")
+            if result["outcome"] == "error":  # the suite's or the environment's fault, not a verdict
+                tr.write_line(f"  [error, not a verdict on {','.join(result['requirements'])}] {result['reproducer']}")
+            else:
+                tr.write_line(f"  [{','.join(result['blamed'] or result['requirements'])}] {result['reproducer']}")
     if state.report_dir is not None:
         config.stash[_REPORT] = report
 
