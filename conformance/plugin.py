@@ -350,7 +350,10 @@ def blamed_requirements(item: pytest.Item, error: BaseException) -> list[str]:
 def verified_requirements(error: BaseException) -> list[str]:
     """The IDs a failing check had verified (compared and found right) before it stopped: a
     :class:`~orcakit.conformance.harness.Findings` puts them on what it raises."""
-    return sorted(getattr(error, "verified", ()) or ())
+    found = set(getattr(error, "verified", ()) or ())
+    for leaf in _violations(error):  # Hypothesis may group the failures of several examples
+        found.update(getattr(leaf, "verified", ()) or ())
+    return sorted(found)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
