@@ -134,8 +134,15 @@ class RunObservation:
     def executed(self, step: str) -> bool:
         return bool(self.starts.get(step))
 
-    def run_ids(self) -> set[str]:
-        return {record["run_id"] for records in self.starts.values() for record in records}
+    def run_ids(self) -> set:
+        """Every run ID the steps saw; a value that is not hashable (a flavor may return
+        anything) is kept as its JSON text, so that comparing IDs never crashes the check."""
+        seen = set()
+        for records in self.starts.values():
+            for record in records:
+                run_id = record["run_id"]
+                seen.add(run_id if isinstance(run_id, (str, int, float, type(None))) else json.dumps(run_id, default=str))
+        return seen
 
 
 @dataclass(repr=False)

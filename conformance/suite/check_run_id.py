@@ -18,7 +18,7 @@ def run_id_seen(obs) -> str:
     """The run ID a run's steps saw (what RUNID-2 compares across runs; whether every step saw
     the same one is RUNID-1's business, checked elsewhere). A step may have seen None (a flavor
     is free to be broken that way): shown as such, never sorted against strings."""
-    return ",".join(sorted(repr(run_id) if run_id is None else run_id for run_id in obs.run_ids()))
+    return ",".join(sorted(run_id if isinstance(run_id, str) else repr(run_id) for run_id in obs.run_ids()))
 
 
 def assert_one_run_id(obs, requirement: str = "RUNID-1") -> str:
@@ -149,7 +149,8 @@ def test_run_id_fits_the_limit_whatever_the_names(fut, pipeline_length, step_len
         raise violation("RUNID-3", "the step did not run", status=obs.run.status.value, reason=obs.run.reason)
     for run_id in run_ids:
         if not isinstance(run_id, str) or not run_id or len(run_id) > MAX_RUN_ID_LENGTH:
-            raise violation("RUNID-3", f"run ID of {len(run_id or '')} characters (limit {MAX_RUN_ID_LENGTH})",
+            raise violation("RUNID-3", f"run ID {type(run_id).__name__} of {len(run_id) if isinstance(run_id, str) else 0} "
+                            f"characters (a non-empty str of at most {MAX_RUN_ID_LENGTH})",
                             pipeline_name_length=pipeline_length, step_name_length=step_length, run_id=run_id)
     if obs.run.status.value != "completed":
         raise violation("RUNID-3", "a run with long names did not complete", reason=obs.run.reason,
