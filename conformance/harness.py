@@ -185,6 +185,11 @@ class FlavorUnderTest(Driver):
         # stores (deleted when it ends; a reader of the report cannot open them).
         return f"<the flavor under test: {self.reference}>"
 
+    def _repr_pretty_(self, printer, cycle) -> None:
+        # Hypothesis' "Falsifying example" pretty-prints dataclasses field by field (the store
+        # URLs, the temporary folder) unless told otherwise: the same short form as repr().
+        printer.text(repr(self))
+
     def secret_values(self) -> list[str]:
         """Every secret this session knows (the run store's password, secret-looking config and
         artifact-store option values), longest first: what the suite's output must never show."""
@@ -269,6 +274,7 @@ class FlavorUnderTest(Driver):
         """Run ``snapshot`` once from each of ``processes`` separate client processes, started
         together: what several users, or a scheduler on several machines, do. Returns what each
         client's run record said (``id``, ``orchestrator_run_id``) or ``error``."""
+        self.check_stores()
         request = json.dumps({"method": "submit", "snapshot": snapshot.model_dump_json()})
         clients = [subprocess.Popen([sys.executable, "-m", "orcakit.conformance.fresh"], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
