@@ -75,24 +75,36 @@ class Findings:
 
     def __init__(self) -> None:
         self.violations: dict[str, FlavorViolation] = {}
+        self.compared: set[str] = set()
 
     def add(self, found: FlavorViolation) -> None:
         self.violations.setdefault(found.requirement, found)
 
-    def check(self, assertion, *args: Any, **kwargs: Any) -> Any:
-        """Run one assertion of a check, keeping its violation instead of stopping there."""
+    def verify(self, *requirements: str) -> None:
+        """Note that the check compared what ``requirements`` promise: each of them that no
+        violation was found for is reported *passed* even if the check fails on another one
+        (a check that proves SEC-1 broken after comparing the environment has verified ENV-2)."""
+        self.compared.update(requirements)
+
+    def check(self, assertion, *args: Any, verifies: tuple[str, ...] = (), **kwargs: Any) -> Any:
+        """Run one assertion of a check, keeping its violation instead of stopping there; when
+        it returns, the ``verifies`` IDs were compared and found right."""
         try:
-            return assertion(*args, **kwargs)
+            result = assertion(*args, **kwargs)
         except FlavorViolation as found:
             self.add(found)
             return None
+        self.verify(*verifies)
+        return result
 
     def raise_any(self) -> None:
         found = list(self.violations.values())
-        if len(found) == 1:
-            raise found[0]
-        if found:
-            raise ExceptionGroup(f"requirements {', '.join(self.violations)} broken", found)
+        if not found:
+            return
+        error: BaseException = found[0] if len(found) == 1 else ExceptionGroup(
+            f"requirements {', '.join(self.violations)} broken", found)
+        error.verified = frozenset(self.compared - set(self.violations))  # read by the plugin
+        raise error
 
 
 def _short(value: Any, limit: int = 2000) -> str:
@@ -122,8 +134,15 @@ class RunObservation:
     def executed(self, step: str) -> bool:
         return bool(self.starts.get(step))
 
-    def run_ids(self) -> set[str]:
-        return {record["run_id"] for records in self.starts.values() for record in records}
+    def run_ids(self) -> set:
+        """Every run ID the steps saw; a value that is not hashable (a flavor may return
+        anything) is kept as its JSON text, so that comparing IDs never crashes the check."""
+        seen = set()
+        for records in self.starts.values():
+            for record in records:
+                run_id = record["run_id"]
+                seen.add(run_id if isinstance(run_id, (str, int, float, type(None))) else json.dumps(run_id, default=str))
+        return seen
 
 
 @dataclass(repr=False)
@@ -161,8 +180,15 @@ class FlavorUnderTest(Driver):
         )
 
     def __repr__(self) -> str:
-        # Tracebacks show the arguments of every frame: never the store password or the config.
-        return f"FlavorUnderTest({self.reference!r}, run_store={redact(self.run_store_url)!r})"
+        # Tracebacks and Hypothesis' "Falsifying example" show the arguments of every frame:
+        # never the store password or the config, and no path into this session's temporary
+        # stores (deleted when it ends; a reader of the report cannot open them).
+        return f"<the flavor under test: {self.reference}>"
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        # Hypothesis' "Falsifying example" pretty-prints dataclasses field by field (the store
+        # URLs, the temporary folder) unless told otherwise: the same short form as repr().
+        printer.text(repr(self))
 
     def secret_values(self) -> list[str]:
         """Every secret this session knows (the run store's password, secret-looking config and
@@ -244,6 +270,40 @@ class FlavorUnderTest(Driver):
     def stop_run(self, orchestrator_run_id: str) -> None:
         self.orchestrator().stop_run(orchestrator_run_id)
 
+    def submit_from_other_processes(self, snapshot: PipelineSnapshot, processes: int) -> list[dict]:
+        """Run ``snapshot`` once from each of ``processes`` separate client processes, started
+        together: what several users, or a scheduler on several machines, do. Returns what each
+        client's run record said (``id``, ``orchestrator_run_id``) or ``error``."""
+        self.check_stores()
+        request = json.dumps({"method": "submit", "snapshot": snapshot.model_dump_json()})
+        clients = [subprocess.Popen([sys.executable, "-m", "orcakit.conformance.fresh"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+        answers = []
+        try:
+            for client in clients:
+                client.stdin.write(request)
+                client.stdin.close()
+            for client in clients:
+                out = client.stdout.read()
+                client.wait(timeout=self.timeout)
+                try:
+                    answers.append(json.loads(out.strip().splitlines()[-1]))
+                except (ValueError, IndexError):
+                    answers.append({"error": redact(client.stderr.read()[-1000:])})
+        finally:
+            for client in clients:
+                if client.poll() is None:
+                    client.kill()
+        return answers
+
+    def stop_run_from_another_client(self, run: RunRecord) -> None:
+        """Stop ``run`` as a user does: from a separate process with an orchestrator object of
+        its own (what ``orcakit runs stop`` does), not through the object driving the run."""
+        answer = self._fresh({"reference": self.reference, "config": self.config, "method": "stop_run",
+                              "args": [run.orchestrator_run_id], "run_store": self.run_store_url, "run": run.id})
+        if "error" in answer:
+            raise violation("CLEAN-2", "stop_run raised when called from another process", error=answer["error"])
+
     def written_by(self, obs: RunObservation):
         """Every artifact-store object of the snapshot and the run (snapshots, step specs, logs,
         outputs — not the probe's own records, which hold what the step saw on purpose), the
@@ -257,7 +317,8 @@ class FlavorUnderTest(Driver):
         if logs and Path(logs).is_dir():
             for path in sorted(Path(logs).rglob("*")):
                 if path.is_file():
-                    yield f"step log {path}", path.read_text(errors="replace")
+                    # Named relative to the run: the folder is deleted with the session.
+                    yield f"step log {path.relative_to(logs)} of run {obs.run.orchestrator_run_id}", path.read_text(errors="replace")
         yield from sql_rows(self.run_store_url)
 
     def config_field(self, name: str) -> bool:
@@ -335,23 +396,37 @@ class FlavorUnderTest(Driver):
     def ask_fresh_process(self, method: str, *args: Any) -> Any:
         """``orchestrator.<method>(*args)`` answered by a new Python process that builds the
         orchestrator from the flavor and config alone (:mod:`orcakit.conformance.fresh`)."""
-        request = json.dumps({"reference": self.reference, "config": self.config, "method": method, "args": list(args)})
-        try:
-            done = subprocess.run([sys.executable, "-m", "orcakit.conformance.fresh"], input=request, capture_output=True,
-                                  text=True, timeout=self.timeout)
-            answer = json.loads(done.stdout.strip().splitlines()[-1])
-        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
-            raise HarnessError(f"a fresh process could not be asked {method}(): {exc}; stderr: {redact(done.stderr[-1000:]) if 'done' in locals() else ''}") from exc
+        answer = self._fresh({"reference": self.reference, "config": self.config, "method": method, "args": list(args)})
         if "error" in answer:
             raise violation("CAP-2", f"{method}() raised in a fresh process", error=answer["error"])
         return answer["answer"]
+
+    def _fresh(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The JSON answer of ``python -m orcakit.conformance.fresh`` to ``request`` (on stdin:
+        the config may hold secrets)."""
+        try:
+            done = subprocess.run([sys.executable, "-m", "orcakit.conformance.fresh"], input=json.dumps(request),
+                                  capture_output=True, text=True, timeout=self.timeout)
+            return json.loads(done.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+            stderr = redact(done.stderr[-1000:]) if "done" in locals() else ""
+            raise HarnessError(f"a fresh process could not be asked {request['method']}(): {exc}; stderr: {stderr}") from exc
 
     def compile_dag(self, dag: dict, *, environment: dict[str, str] | None = None, mode: ExecutionMode | None = None,
                     name: str | None = None) -> PipelineSnapshot:
         return compile_probe_dag(self.stack(), dag, environment=environment, mode=mode, name=name)
 
     def compile_dynamic(self, width: int, env_keys: list[str]) -> PipelineSnapshot:
-        return dynamic_probe_dag.with_options(name=f"conformance_dyn_{uuid.uuid4().hex[:8]}").compile(self.stack(), width, env_keys)
+        return self.compile_dynamic_with_environment(width, env_keys)
+
+    def compile_dynamic_with_environment(self, width: int, env_keys: list[str], environment: dict[str, str] | None = None,
+                                         child_environment: dict[str, str] | None = None) -> PipelineSnapshot:
+        """The dynamic probe pipeline with pipeline-level ``environment`` and step-level
+        ``child_environment`` on the steps it adds at run time."""
+        options: dict[str, Any] = {"name": f"conformance_dyn_{uuid.uuid4().hex[:8]}"}
+        if environment:
+            options["environment"] = environment
+        return dynamic_probe_dag.with_options(**options).compile(self.stack(), width, env_keys, child_environment)
 
     def run(self, snapshot: PipelineSnapshot, *, requirement: str = "CAP-2", during=None, only_this_run: bool = False) -> RunObservation:
         """Submit ``snapshot``, wait at most ``timeout`` seconds, and observe the result.
@@ -381,6 +456,10 @@ class FlavorUnderTest(Driver):
         observation = self.observe(snapshot, outcome["run"], time.monotonic() - started, outcome.get("warnings", []), only_this_run)
         observation.history = watch.history
         observation.run_id_env_var = self.run_id_env_var
+        found = Findings()
+        for broken in attempt_accounting(observation):
+            found.add(broken)
+        found.raise_any()
         return observation
 
     def observe(self, snapshot: PipelineSnapshot, run: RunRecord, duration: float, caught: list | None = None,
@@ -426,6 +505,37 @@ class FlavorUnderTest(Driver):
             raise HarnessError(f"could not read the run's records: {exc}") from exc
         finally:
             store.close()
+
+
+def attempt_accounting(obs: RunObservation) -> list[FlavorViolation]:
+    """Every step of every run, whatever the check is about: attempts numbered 1, 2, ... with
+    no more of them than the step's retry config allows (one without a config: RETRY-1, retries
+    nobody asked for), and no attempt after one that completed (ORDER-2: a completed step is
+    never executed again)."""
+    found: list[FlavorViolation] = []
+    if len(obs.runs_for_snapshot) != 1:
+        # Several runs of the snapshot (several submissions, or steps that attached to runs of
+        # their own): attempts cannot be told apart by run; the run-ID checks say what broke.
+        return found
+    for name, records in sorted(obs.starts.items()):
+        spec = obs.snapshot.steps.get(name) if obs.snapshot.steps else None
+        allowed = spec.total_attempts if spec is not None else 1
+        ended = {record["attempt"]: record["time"] for record in obs.ends.get(name, [])}
+        attempts = sorted(record["attempt"] for record in records)
+        # An execution that started after (or while) an earlier attempt completed is a duplicate
+        # execution (ORDER-2: a launched-twice join, a re-run completed step), not a retry.
+        duplicates = [attempt for attempt in attempts if any(done < attempt for done in ended)]
+        if duplicates:
+            found.append(violation("ORDER-2", f"step {name!r} was executed {len(attempts)} times; attempt(s) {duplicates} "
+                                   f"ran although attempt {min(ended)} completed", attempts=attempts,
+                                   starts=[round(record["time"], 3) for record in records], completed=sorted(ended)))
+        tries = [attempt for attempt in attempts if attempt not in duplicates]
+        if len(tries) > allowed:
+            retry = spec.retry.model_dump() if spec is not None and spec.retry is not None else None
+            found.append(violation("RETRY-1", f"step {name!r} was attempted {len(tries)} times; its retry config allows "
+                                   f"{allowed}", attempts=tries, retry=retry or "none (a step without a retry config is "
+                                   "attempted exactly once)"))
+    return found
 
 
 def compile_probe_dag(stack: StackSpec, dag: dict, *, environment: dict[str, str] | None = None,

@@ -58,8 +58,10 @@ class RunIdPerStepOrchestrator(LocalOrchestrator):
 class RunIdPerStep(Mutant):
     bug = "a new run ID every time it is asked (so per step, each attaching to a run of its own)"
     # Asked in the step, the ID differs from the variable (ENV-1); steps land in runs of their
-    # own (STORE-1); a dynamic run's orchestration never finds its steps (DYN-1, RUNID-5).
-    violates = frozenset({"RUNID-1", "STORE-1", "ENV-1", "DYN-1", "RUNID-5"})
+    # own (STORE-1); a dynamic run's orchestration never finds its steps (DYN-1) and its steps
+    # see other IDs than the orchestration environment (RUNID-1: no restart is involved); a
+    # retried attempt sees another ID than the first (RETRY-3).
+    violates = frozenset({"RUNID-1", "STORE-1", "ENV-1", "DYN-1", "RETRY-3"})
 
 
 class TimestampRunIdOrchestrator(LocalOrchestrator):
@@ -69,6 +71,23 @@ class TimestampRunIdOrchestrator(LocalOrchestrator):
 
 class TimestampRunId(Mutant):
     bug = "run ID from a timestamp in whole seconds"
+    violates = frozenset({"RUNID-2"})
+
+
+class PerProcessCounterRunIdOrchestrator(LocalOrchestrator):
+    _counter: ClassVar = None
+
+    def new_run_id(self, snapshot) -> str:
+        import itertools
+
+        if PerProcessCounterRunIdOrchestrator._counter is None:
+            PerProcessCounterRunIdOrchestrator._counter = itertools.count(1)
+        # unique within this client process, the same in the next process
+        return f"{snapshot.pipeline_name[:40]}-{next(self._counter)}"
+
+
+class PerProcessCounterRunId(Mutant):
+    bug = "run ID from a counter of the client process (unique within one client, repeated across clients)"
     violates = frozenset({"RUNID-2"})
 
 
@@ -92,7 +111,8 @@ class RunIdChangesOnRetryOrchestrator(LocalOrchestrator):
 
 class RunIdChangesOnRetry(Mutant):
     bug = "a retried attempt gets a new run ID"
-    violates = frozenset({"RETRY-3"})
+    # the retried attempt is a step of the run with another ID: RUNID-1 as well
+    violates = frozenset({"RETRY-3", "RUNID-1"})
 
 
 # -- environment -------------------------------------------------------------------------------
@@ -129,6 +149,18 @@ class ShellQuoting(Mutant):
     violates = frozenset({"ENV-2", "ENV-3"})
 
 
+class DynamicStepsLoseEnvironmentOrchestrator(LocalOrchestrator):
+    def run_isolated_step(self, snapshot, step_name, environment):
+        # steps a dynamic pipeline adds at run time get only orcakit's own variables
+        kept = {k: v for k, v in environment.items() if k.startswith("ORCAKIT_")}
+        return super().run_isolated_step(snapshot, step_name, kept)
+
+
+class DynamicStepsLoseEnvironment(Mutant):
+    bug = "steps a dynamic pipeline launches at run time lose their step-level environment"
+    violates = frozenset({"ENV-3"})
+
+
 # -- resources ---------------------------------------------------------------------------------
 
 
@@ -157,6 +189,18 @@ class MemoryUnitConfusion(Mutant):
     violates = frozenset({"RES-3"})
 
 
+class SoftMemoryLimitOrchestrator(LocalOrchestrator):
+    def resource_limits(self, resources):
+        cpu, _ = super().resource_limits(resources)
+        return cpu, None  # the request kept as a "reservation" the kernel never enforces
+
+
+class SoftMemoryLimit(Mutant):
+    bug = "memory applied as a soft limit (a reservation): a step over it is never killed"
+    # RES-3 only: nothing was killed, so FAIL-6 (how a killed step ends) is not at stake
+    violates = frozenset({"RES-3"})
+
+
 class RoundsCpuOrchestrator(LocalOrchestrator):
     def resource_limits(self, resources):
         cpu, memory = super().resource_limits(resources)
@@ -176,6 +220,40 @@ class _EagerScheduler(DagScheduler):
         # starts a step as soon as ANY upstream step ended
         ups = self.snapshot.steps[name].upstream
         return not ups or any(up in status for up in ups)
+
+
+class _DoubleLaunchScheduler(DagScheduler):
+    """Launches a join once per parent that ended "at the same time" (within 0.5 s): the
+    readiness check runs for each parent's completion event and both see every parent done."""
+
+    def __init__(self, snapshot, store, run_uuid, launch, **kwargs):
+        self.completed_at: dict[str, float] = {}
+
+        def launch_once_per_close_parent(name, attempt):
+            handle = launch(name, attempt)
+            upstream = snapshot.steps[name].upstream
+            times = [self.completed_at.get(up) for up in upstream]
+            if attempt == 1 and len(upstream) >= 2 and None not in times and max(times) - min(times) < 0.5:
+                extra = launch(name, attempt)  # the duplicate: nobody waits for it but a thread
+                threading.Thread(target=lambda: (extra.wait(), extra.cleanup()), daemon=True).start()
+            return handle
+
+        super().__init__(snapshot, store, run_uuid, launch_once_per_close_parent, **kwargs)
+
+    def settle(self, name, attempt, code, handle, stopping):
+        status = super().settle(name, attempt, code, handle, stopping)
+        if status is ExecutionStatus.COMPLETED:
+            self.completed_at[name] = time.monotonic()
+        return status
+
+
+class DoubleLaunchesJoinsOrchestrator(LocalOrchestrator):
+    scheduler_class = _DoubleLaunchScheduler
+
+
+class DoubleLaunchesJoins(Mutant):
+    bug = "a join whose parents finish within milliseconds of each other is executed twice"
+    violates = frozenset({"ORDER-2"})
 
 
 class StartsEarlyOrchestrator(LocalOrchestrator):
@@ -221,22 +299,35 @@ class SwallowsFailure(Mutant):
     violates = frozenset({"FAIL-6"})
 
 
-class _NoFailFastScheduler(DagScheduler):
-    def __init__(self, snapshot, *args, **kwargs):
-        from orcakit import ExecutionMode
+def _mode_read_as(mode: str, instead: str) -> type[DagScheduler]:
+    """A scheduler that runs pipelines of execution mode ``mode`` as if they were ``instead``."""
+    from orcakit import ExecutionMode
 
-        if snapshot.execution_mode is ExecutionMode.FAIL_FAST:  # behaves as STOP_ON_FAILURE
-            snapshot = snapshot.model_copy(update={"execution_mode": ExecutionMode.STOP_ON_FAILURE})
-        super().__init__(snapshot, *args, **kwargs)
+    class _Scheduler(DagScheduler):
+        def __init__(self, snapshot, *args, **kwargs):
+            if snapshot.execution_mode is ExecutionMode[mode]:
+                snapshot = snapshot.model_copy(update={"execution_mode": ExecutionMode[instead]})
+            super().__init__(snapshot, *args, **kwargs)
+
+    return _Scheduler
 
 
 class IgnoresFailFastOrchestrator(LocalOrchestrator):
-    scheduler_class = _NoFailFastScheduler
+    scheduler_class = _mode_read_as("FAIL_FAST", "STOP_ON_FAILURE")
 
 
 class IgnoresFailFast(Mutant):
     bug = "FAIL_FAST lets running steps finish"
     violates = frozenset({"FAIL-2"})
+
+
+class ContinueIsStopOrchestrator(LocalOrchestrator):
+    scheduler_class = _mode_read_as("CONTINUE_ON_FAILURE", "STOP_ON_FAILURE")
+
+
+class ContinueIsStop(Mutant):
+    bug = "CONTINUE_ON_FAILURE starts nothing new after a failure (it behaves as STOP_ON_FAILURE)"
+    violates = frozenset({"FAIL-4"})
 
 
 class _OffByOneRetryScheduler(DagScheduler):
@@ -254,6 +345,25 @@ class WrongRetryCountOrchestrator(LocalOrchestrator):
 
 class WrongRetryCount(Mutant):
     bug = "one retry too few (max_retries read as total attempts)"
+    violates = frozenset({"RETRY-1"})
+
+
+class RetriesByDefaultOrchestrator(LocalOrchestrator):
+    def submit_pipeline(self, snapshot, base_environment, step_environments, placeholder_run=None):
+        from orcakit import StepRetryConfig
+        from orcakit.reference import open_artifact_store, save_snapshot
+
+        # The backend's default retry policy (a Kubernetes Job's backoffLimit, a queue that
+        # re-delivers) applied to every step that has no retry config of its own.
+        steps = {name: spec if spec.retry is not None else spec.model_copy(update={"retry": StepRetryConfig(max_retries=1)})
+                 for name, spec in snapshot.steps.items()}
+        snapshot = snapshot.model_copy(update={"steps": steps})
+        save_snapshot(open_artifact_store(snapshot.stack.artifact_store, snapshot.stack.artifact_store_options), snapshot)
+        return super().submit_pipeline(snapshot, base_environment, step_environments, placeholder_run)
+
+
+class RetriesByDefault(Mutant):
+    bug = "a step without a retry config is retried once (a backend's default retry policy)"
     violates = frozenset({"RETRY-1"})
 
 
@@ -308,6 +418,16 @@ class DropsEmptyValuesOrchestrator(_ValueMangling):
 
 class DropsEmptyValues(Mutant):
     bug = "environment variables with an empty value are dropped"
+    violates = frozenset({"ENV-2", "ENV-3"})
+
+
+class CutsLongValuesOrchestrator(_ValueMangling):
+    def mangle(self, value):
+        return value[:4096]  # a 4 KiB buffer on the way (an env file line, a field limit)
+
+
+class CutsLongValues(Mutant):
+    bug = "environment values longer than 4 KiB are cut at 4 KiB"
     violates = frozenset({"ENV-2", "ENV-3"})
 
 
@@ -505,7 +625,33 @@ class AbandonsStoppedStepsOrchestrator(LocalOrchestrator):
 
 class AbandonsStoppedSteps(Mutant):
     bug = "stopping a step records it STOPPED without ending its process"
-    violates = frozenset({"FAIL-2", "CLEAN-2"})
+    # what runs on after the run ended is a leftover too (CLEAN-1)
+    violates = frozenset({"FAIL-2", "CLEAN-2", "CLEAN-1"})
+
+
+class _DeafToTheRunStoreScheduler(DagScheduler):
+    def _poll_stop_request(self, force=False):
+        pass  # never asks the run store whether someone else asked for a stop
+
+
+class StopsOnlyFromTheDrivingClientOrchestrator(LocalOrchestrator):
+    scheduler_class = _DeafToTheRunStoreScheduler
+    _driven_here: ClassVar[set[str]] = set()  # this process's memory, not the backend
+
+    def new_run_id(self, snapshot) -> str:
+        run_id = super().new_run_id(snapshot)
+        self._driven_here.add(run_id)
+        return run_id
+
+    def stop_run(self, run_id, graceful=False):
+        if run_id in self._driven_here:
+            super().stop_run(run_id, graceful)
+        # otherwise: "not one of ours", nothing happens
+
+
+class StopsOnlyFromTheDrivingClient(Mutant):
+    bug = "stop_run works only in the process that submitted the run (another client's stop is ignored)"
+    violates = frozenset({"CLEAN-2"})
 
 
 # -- schedules ---------------------------------------------------------------------------------
@@ -572,4 +718,7 @@ ALL: tuple[type[Mutant], ...] = (
     StripsTrailingNewline, DropsEmptyValues, KilobyteIsKibibyte, CpuCappedAtOne, ResourcesOfFirstStepOnly,
     IgnoresGpuRequest, IgnoresMaxParallelism, JoinForgetsHeldBackParents, BackoffZeroIsConstant, BackoffExponentOffByOne,
     SnapshotTimestampRunId, AbandonsStoppedSteps, InMemorySchedules, LogsStepEnvironment, DebugSnapshotCopy,
+    # issue 19: the bug classes the suite used to pass
+    CutsLongValues, ContinueIsStop, RetriesByDefault, StopsOnlyFromTheDrivingClient, DynamicStepsLoseEnvironment,
+    SoftMemoryLimit, PerProcessCounterRunId, DoubleLaunchesJoins,
 )

@@ -44,6 +44,8 @@ class SuiteState:
         self.command = command
         self.results: list[dict[str, Any]] = []
         self.secrets = fut.secret_values()
+        #: This session's temporary stores, deleted when it ends: evidence names them, never their paths.
+        self.temp_paths = [str(path) for path in (getattr(fut, "workdir", None),) if path]
         self.not_applicable = fut.not_applicable()
 
     def reproducer(self, check: str) -> list[str]:
@@ -62,9 +64,10 @@ class SuiteState:
                 "when": report.when,
                 "requirements": [r for r in properties["orcakit_requirements"].split(",") if r],
                 "blamed": [r for r in properties.get("orcakit_blamed", "").split(",") if r],
+                "verified": [r for r in properties.get("orcakit_verified", "").split(",") if r],
                 "outcome": properties["orcakit_outcome"],
                 "duration": round(report.duration, 3),
-                "message": _message(report),
+                "message": _message(report, properties.get("orcakit_suite_error")),
                 "reproducer": properties.get("orcakit_reproducer"),
             }
         )
@@ -133,6 +136,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "--certify runs every requirement; --disable-requirement is not allowed with it "
             "(a certification with parts turned off would certify nothing)"
         )
+    _check_requirement_ids(set(config.getoption("requirement")) | disabled)
     profile = config.getoption("conformance_profile") or ("certify" if certify else "standard")
     if certify and profile != "certify":
         raise pytest.UsageError("--certify uses the 'certify' profile; drop --conformance-profile or set it to certify")
@@ -184,6 +188,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(state, "orcakit-conformance-state")
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(SUITE_DIR)]  # an empty folder: collect the whole suite
+
+
+def _check_requirement_ids(ids: set[str]) -> None:
+    """An ID the catalogue does not have is a usage error, raised before the flavor is opened
+    or anything is collected: there is no verdict to report on a selection that does not exist."""
+    from orcakit.catalogue import load_catalogue
+
+    known = {requirement.id for requirement in load_catalogue().requirements}
+    unknown = ids - known
+    if unknown:
+        raise pytest.UsageError(f"unknown requirement ID(s) {sorted(unknown)}; the catalogue has "
+                                f"{', '.join(sorted(known))} (see SPEC.md)")
 
 
 def _command(config: pytest.Config, name: str, profile: str, certify: bool) -> list[str]:
@@ -240,8 +256,9 @@ def requirement_ids(item: pytest.Item) -> list[str]:
 
 
 #: What any check may find broken, whatever it verifies: a run that hangs or never ends (the
-#: harness's time limit) breaks these, and every check runs pipelines.
-ANY_CHECK_MAY_BLAME = frozenset({"CAP-2", "STATUS-2"})
+#: harness's time limit) breaks CAP-2 and STATUS-2, and every check runs pipelines; the harness
+#: counts every step's attempts and executions in every run (RETRY-1, ORDER-2).
+ANY_CHECK_MAY_BLAME = frozenset({"CAP-2", "STATUS-2", "RETRY-1", "ORDER-2"})
 
 
 def _violations(error: BaseException) -> list[BaseException]:
@@ -251,38 +268,98 @@ def _violations(error: BaseException) -> list[BaseException]:
     return [error]
 
 
-def blamed_requirements(item: pytest.Item, error: BaseException) -> list[str]:
-    """What a failed check proved broken: the requirement of each :class:`FlavorViolation`
-    (all of them when Hypothesis found several bugs). Any other exception escaping a check
-    proves the check's principal requirement broken — the flavor crashed where it had to
-    answer. A violation of an ID outside the check's marker is a bug in the suite, reported
-    as a harness error rather than blaming a requirement the check does not claim to test."""
+#: Modules whose frames are the suite's own: an exception raised there (and not a
+#: FlavorViolation) is a bug in the suite or the harness, never the flavor's fault.
+SUITE_MODULES = ("orcakit.conformance.suite", "orcakit.conformance.harness", "orcakit.conformance.plugin",
+                 "orcakit.conformance.report", "orcakit.conformance.strategies", "orcakit.conformance.driver",
+                 "orcakit.conformance.zenml_driver", "orcakit.conformance.cli")
+#: Libraries whose frames say nothing about who is at fault: the walk goes on to their caller.
+NEUTRAL_MODULES = ("hypothesis", "_hypothesis_pytestplugin", "_pytest", "pytest", "pluggy", "sqlalchemy", "pydantic",
+                   "pydantic_core", "jinja2", "yaml", "typing_extensions", "exceptiongroup")
+
+
+def _module_of(frame) -> str:
+    return frame.f_globals.get("__name__", "") or ""
+
+
+def raised_in_suite(error: BaseException) -> str | None:
+    """Where in the suite's own code ``error`` was raised (``"module:line"``), or None when it
+    came from the flavor (its orchestrator, or orcakit's runtime acting on what the flavor did).
+    The innermost frame that is neither the standard library nor a neutral library decides."""
+    import sys
+    import traceback
+
+    frames = list(traceback.walk_tb(error.__traceback__))
+    for frame, line in reversed(frames):
+        module = _module_of(frame)
+        top = module.split(".", 1)[0]
+        if top in sys.stdlib_module_names or top in NEUTRAL_MODULES or not module:
+            continue
+        if module.startswith(SUITE_MODULES):
+            return f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{line} in {frame.f_code.co_name}"
+        return None
+    return "an unknown place (no frame of the flavor or the suite in its traceback)" if frames else None
+
+
+def classify_failure(item: pytest.Item, error: BaseException) -> tuple[list[str], list[str]]:
+    """``(blamed, suite_errors)`` of a failed check. Each :class:`FlavorViolation` (all of them
+    when Hypothesis found several bugs) blames its requirement. Any other exception raised by
+    the flavor's code (it crashed where it had to answer) blames the check's principal
+    requirement. An exception raised in the suite's own code — a :class:`HarnessError`, a
+    violation citing an ID outside the check's marker, or an unexpected exception such as a
+    TypeError over a value the flavor may legitimately return — is a suite error: it proves
+    nothing about the flavor, and the check's outcome is *error*."""
     from .harness import FlavorViolation, HarnessError
 
     marked = requirement_ids(item)
     blamed: list[str] = []
+    errors: list[str] = []
     for leaf in _violations(error):
-        requirement = leaf.requirement if isinstance(leaf, FlavorViolation) else marked[0]
-        if requirement not in marked and requirement not in ANY_CHECK_MAY_BLAME:
-            raise HarnessError(
-                f"suite bug: check {item.name} blamed {requirement}, which its requirement marker "
-                f"{marked} does not list; add it to the marker or raise the right ID"
-            ) from error
+        if isinstance(leaf, HarnessError):
+            errors.append(f"harness error: {leaf}")
+            continue
+        if isinstance(leaf, FlavorViolation):
+            requirement = leaf.requirement
+            if requirement not in marked and requirement not in ANY_CHECK_MAY_BLAME:
+                errors.append(f"suite bug: check {item.name} blamed {requirement}, which its requirement marker "
+                              f"{marked} does not list; add it to the marker or raise the right ID")
+                continue
+        else:
+            where = raised_in_suite(leaf)
+            if where is not None:
+                errors.append(f"suite error (a bug in the orcakit conformance suite, not a verdict on the flavor): "
+                              f"{type(leaf).__name__}: {leaf} — raised in {where}; please report it to orcakit")
+                continue
+            requirement = marked[0]
         if requirement not in blamed:
             blamed.append(requirement)
+    return blamed, errors
+
+
+def blamed_requirements(item: pytest.Item, error: BaseException) -> list[str]:
+    """What a failed check proved broken (see :func:`classify_failure`); a suite error raises
+    :class:`HarnessError`."""
+    from .harness import HarnessError
+
+    blamed, errors = classify_failure(item, error)
+    if errors:
+        raise HarnessError("; ".join(errors)) from error
     return blamed
+
+
+def verified_requirements(error: BaseException) -> list[str]:
+    """The IDs a failing check had verified (compared and found right) before it stopped: a
+    :class:`~orcakit.conformance.harness.Findings` puts them on what it raises."""
+    found = set(getattr(error, "verified", ()) or ())
+    for leaf in _violations(error):  # Hypothesis may group the failures of several examples
+        found.update(getattr(leaf, "verified", ()) or ())
+    return sorted(found)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash.get(SUITE_STATE, None)
     if state is None:
         return
-    from orcakit.catalogue import load_catalogue
-
-    known = {requirement.id for requirement in load_catalogue().requirements}
-    unknown = (state.selected | state.disabled) - known
-    if unknown:
-        raise pytest.UsageError(f"unknown requirement ID(s) {sorted(unknown)}; see SPEC.md for the catalogue")
     keep, drop = [], []
     for item in items:
         ids = set(requirement_ids(item))
@@ -326,13 +403,7 @@ def _outcome(report: pytest.TestReport, call: pytest.CallInfo | None) -> str:
             return "unsupported"
         return "error" if report.when == "setup" and "not a conformance run" not in reason else "unsupported"
     if report.failed:
-        from .harness import HarnessError
-
-        if report.when != "call":
-            return "error"
-        if call is not None and call.excinfo is not None and call.excinfo.errisinstance(HarnessError):
-            return "error"
-        return "failed"
+        return "failed" if report.when == "call" else "error"
     return "passed"
 
 
@@ -344,14 +415,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         return report
     outcome = _outcome(report, call)
     blamed: list[str] = []
+    verified: list[str] = []
+    suite_error = None
     if outcome == "failed":
-        try:
-            blamed = blamed_requirements(item, call.excinfo.value)
-        except Exception as exc:  # HarnessError: the suite's own fault
+        error = call.excinfo.value
+        blamed, errors = classify_failure(item, error)
+        verified = [rid for rid in verified_requirements(error) if rid not in blamed]
+        if errors:
             outcome = "error"
-            report.sections.append(("orcakit suite error", str(exc)))
+            suite_error = _clean("\n".join(errors), state.secrets, state.temp_paths)
+            report.sections.append(("orcakit suite error", suite_error))
     if report.failed:
-        scrub(report, state.secrets)
+        scrub(report, state.secrets, state.temp_paths)
+        report.longrepr = _without_hypothesis_advice(str(report.longrepr))
     if report.when == "call" or outcome != "passed":
         ids = requirement_ids(item)
         if outcome != "unsupported":
@@ -360,7 +436,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             ids = [rid for rid in ids if rid not in state.not_applicable] or ids
         report.user_properties.append(("orcakit_requirements", ",".join(ids)))
         report.user_properties.append(("orcakit_blamed", ",".join(blamed)))
+        report.user_properties.append(("orcakit_verified", ",".join(rid for rid in verified if rid in ids)))
         report.user_properties.append(("orcakit_outcome", outcome))
+        if suite_error:
+            report.user_properties.append(("orcakit_suite_error", suite_error))
         if outcome in ("failed", "error"):
             reproducer = shlex.join(state.reproducer(item.name.split("[")[0]))
             report.user_properties.append(("orcakit_reproducer", reproducer))
@@ -368,34 +447,60 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """A check that crashed in the suite's own code is counted and shown as an ERROR by the
+    terminal (pytest would say FAILED: a failure of the flavor it is not)."""
+    if report.when == "call" and report.failed and dict(report.user_properties).get("orcakit_outcome") == "error":
+        return "error", "E", "ERROR"
+    return None
+
+
+#: Hypothesis' advice to edit the test function: the flavor author does not own the suite's
+#: tests; the orcakit reproducer (the seed and ``-k``) replays the example instead.
+_HYPOTHESIS_ADVICE = re.compile(r"^.*(reproduce_failure|@seed\(|--hypothesis-seed|as a decorator on your test).*$\n?",
+                                re.M)
+
+
+def _without_hypothesis_advice(text: str) -> str:
+    return _HYPOTHESIS_ADVICE.sub("", text)
+
+
 #: The values SEC-1 checks plant in pipelines (see check_lifecycle.secret_canary).
 CANARY = re.compile(r"orcakit-canary-[0-9a-f]{32}")
 
 
-def scrub(report: pytest.TestReport, secrets: list[str]) -> None:
+def _clean(text: str, secrets: list[str], temp_paths: list[str] = ()) -> str:
+    from orcakit.redaction import REDACTED, redact
+
+    text = CANARY.sub(REDACTED, redact(text))
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    for path in temp_paths:
+        text = text.replace(path, "<temporary conformance store, deleted after the run>")
+    return text
+
+
+def scrub(report: pytest.TestReport, secrets: list[str], temp_paths: list[str] = ()) -> None:
     """Remove every secret this session knows from a failure's report — its traceback (whose
     frames show arguments: connection strings, configs) and its captured output — before
     pytest prints it or junitxml writes it (SEC-1)."""
-    from orcakit.redaction import REDACTED, redact
-
     def clean(text: str) -> str:
-        text = CANARY.sub(REDACTED, redact(text))
-        for secret in secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return _clean(text, secrets, temp_paths)
 
     report.longrepr = clean(str(report.longrepr))
     report.sections = [(title, clean(content)) for title, content in report.sections]
 
 
-def _message(report: pytest.TestReport) -> str | None:
+def _message(report: pytest.TestReport, suite_error: str | None = None) -> str | None:
     if report.passed:
         return None
     if report.skipped and isinstance(report.longrepr, tuple):
         return report.longrepr[2]
-    text = getattr(report, "longreprtext", "") or ""
+    text = _without_hypothesis_advice(getattr(report, "longreprtext", "") or "")
     lines = [line for line in text.splitlines() if line.startswith("E ") or "Falsifying example" in line]
-    return ("\n".join(line[2:] if line.startswith("E ") else line for line in lines) or text[-2000:])[:6000]
+    message = ("\n".join(line[2:] if line.startswith("E ") else line for line in lines) or text[-2000:])[:6000]
+    return f"{suite_error}\n\n{message}" if suite_error else message
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -413,7 +518,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if failing:
         tr.write_line("reproduce a failure with:")
         for result in failing:
-            tr.write_line(f"  [{','.join(result['blamed'] or result['requirements'])}] {result['reproducer']}")
+            if result["outcome"] == "error":  # the suite's or the environment's fault, not a verdict
+                tr.write_line(f"  [error, not a verdict on {','.join(result['requirements'])}] {result['reproducer']}")
+            else:
+                tr.write_line(f"  [{','.join(result['blamed'] or result['requirements'])}] {result['reproducer']}")
     if state.report_dir is not None:
         config.stash[_REPORT] = report
 
@@ -425,9 +533,41 @@ _REPORT = pytest.StashKey[dict]()
 def pytest_unconfigure(config: pytest.Config) -> None:
     # After junitxml has written junit.xml (its unconfigure/sessionfinish ran), write ours.
     state = config.stash.get(SUITE_STATE, None)
-    if state is None or state.report_dir is None or hasattr(config, "workerinput"):
+    if state is None or hasattr(config, "workerinput"):
+        return
+    xmlpath = getattr(config.option, "xmlpath", None)
+    if xmlpath:
+        mark_suite_errors_in_junit(Path(xmlpath), state.results)
+    if state.report_dir is None:
         return
     from .report import build_report, write_bundle
 
     report = config.stash.get(_REPORT, None) or build_report(state, state.results, config)
     write_bundle(report, state.report_dir)
+
+
+def mark_suite_errors_in_junit(path: Path, results: list[dict[str, Any]]) -> None:
+    """pytest's junitxml writes every call-phase failure as ``<failure>``; a check whose outcome
+    is *error* (the suite crashed, the harness failed) becomes ``<error>`` there too, with the
+    suite counts to match, so that CI dashboards do not show a suite bug as the flavor's."""
+    import xml.etree.ElementTree as ET
+
+    errored = {result["nodeid"].split("::")[-1] for result in results if result["outcome"] == "error" and result["when"] == "call"}
+    if not errored or not path.is_file():
+        return
+    tree = ET.parse(path)
+    changed = 0
+    for suite in tree.getroot().iter("testsuite"):
+        moved = 0
+        for case in suite.iter("testcase"):
+            failure = case.find("failure")
+            if failure is not None and case.get("name") in errored:
+                failure.tag = "error"
+                failure.set("message", f"orcakit: outcome error, not a verdict on the flavor: {failure.get('message', '')}"[:1000])
+                moved += 1
+        if moved:
+            suite.set("failures", str(int(suite.get("failures", "0")) - moved))
+            suite.set("errors", str(int(suite.get("errors", "0")) + moved))
+            changed += moved
+    if changed:
+        tree.write(path, encoding="utf-8", xml_declaration=True)

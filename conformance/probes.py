@@ -250,8 +250,10 @@ def probe_dag(dag: dict) -> None:
 
 
 @pipeline(dynamic=True)
-def dynamic_probe_dag(width: int, env_keys: list) -> None:
-    """A dynamic pipeline: the root decides at run time how many children run (its output)."""
+def dynamic_probe_dag(width: int, env_keys: list, child_environment: dict | None = None) -> None:
+    """A dynamic pipeline: the root decides at run time how many children run (its output).
+    The children, added at run time, carry ``child_environment`` as step-level environment."""
     root = probe({"env_keys": env_keys}, id="root")
-    children = [probe({"env_keys": env_keys, "upstream": ["root"]}, id=f"child_{i}", in_root=root) for i in range(width)]
+    child = probe.with_options(environment=child_environment) if child_environment else probe
+    children = [child({"env_keys": env_keys, "upstream": ["root"]}, id=f"child_{i}", in_root=root) for i in range(width)]
     probe({"env_keys": env_keys, "upstream": [c["step"] for c in children]}, id="join", **{f"in_{c['step']}": c for c in children})

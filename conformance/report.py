@@ -18,7 +18,8 @@ from pathlib import Path
 
 from orcakit.redaction import REDACTED, redact  # noqa: F401 (re-exported for the checks)
 
-#: 2: checks carry ``blamed`` (the IDs a failure proved broken); requirements can be inconclusive.
+#: 2: checks carry ``blamed`` (the IDs a failure proved broken); requirements can be inconclusive;
+#: checks may carry ``verified`` (the IDs a failing check compared and found right first).
 SCHEMA_VERSION = 2
 OUTCOMES = ("passed", "failed", "unsupported", "disabled", "error")
 #: Worst first: a requirement takes the worst outcome of its checks.
@@ -26,9 +27,14 @@ SEVERITY = ("failed", "error", "disabled", "inconclusive", "passed", "unsupporte
 
 
 def outcome_for(check: dict, requirement: str) -> str:
-    """What one check says about one requirement. A check that failed on another requirement
-    proved nothing about this one: it stopped before finishing (inconclusive), it did not pass."""
-    if check["outcome"] == "failed" and requirement not in check["blamed"]:
+    """What one check says about one requirement. A requirement the check proved broken failed
+    (even when the check's outcome is *error* for another reason); one it compared and found
+    right before failing on another passed; one it never got to is inconclusive."""
+    if requirement in check.get("blamed", ()):
+        return "failed"
+    if check["outcome"] in ("failed", "error") and requirement in check.get("verified", ()):
+        return "passed"
+    if check["outcome"] == "failed":
         return "inconclusive"
     return check["outcome"]
 
@@ -176,8 +182,13 @@ def render_html(report: dict) -> str:
     """The self-contained ``report.html`` (its style sheet inlined) of a report; every value is
     escaped, and the page carries the digest that ties it to ``report.json``."""
     failures = [check for check in report["checks"] if check["outcome"] in ("failed", "error")]
+    # The reasons next to the badge: what failed or errored first, then what was not tested.
+    rank = ("failed", "error", "disabled", "inconclusive", "untested")
+    reasons = sorted(report["verdict"]["reasons"],
+                     key=lambda reason: next((i for i, word in enumerate(rank) if reason.endswith(" " + word)), -1))
     template = _templates().get_template("report.html.j2")
-    return template.render(report=report, failures=failures, digest=_digest(report), explanations=EXPLANATIONS)
+    return template.render(report=report, failures=failures, digest=_digest(report), explanations=EXPLANATIONS,
+                           reasons=reasons)
 
 
 def verify_bundle(directory: Path) -> tuple[bool, list[str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 from orcakit import MEMORY_UNITS
@@ -22,7 +22,13 @@ def register_profiles() -> None:
             deadline=None,  # each example runs a whole pipeline on a real backend
             database=None,  # certification must not depend on a local example database
             suppress_health_check=list(HealthCheck),
-            print_blob=True,
+            # No "@reproduce_failure" blob: the flavor author does not own the suite's tests; the
+            # orcakit reproducer (seed and -k) replays the example instead.
+            print_blob=False,
+            # No shrinking: each example is a whole pipeline run (seconds), so shrinking a failure
+            # takes longer than the suite; the failing example is printed and replays with the
+            # seed (the reproducer), which is what a flavor author needs.
+            phases=[phase for phase in Phase if phase not in (Phase.shrink, Phase.explain)],
             **options,
         )
 

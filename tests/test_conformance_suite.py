@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -83,10 +84,74 @@ def test_certify_refuses_disabled_requirements(pytester):
     result.stderr.fnmatch_lines(["*not allowed*"])
 
 
-def test_unknown_requirement_id_is_refused(pytester):
-    result = run_pytest(pytester, "--flavor=local", "--requirement=NOPE-1")
+def test_unknown_requirement_id_is_a_usage_error_and_nothing_else(pytester):
+    bundle = pytester.path / "bundle"
+    result = run_pytest(pytester, "--flavor=local", "--requirement=NOPE-9", f"--report-dir={bundle}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*NOPE-1*"])
+    result.stderr.fnmatch_lines(["*NOPE-9*"])
+    output = result.stdout.str() + result.stderr.str()
+    # No verdict on a selection that does not exist: no summary, no bundle.
+    assert "not certified" not in output and "orcakit conformance" not in output, output
+    assert not (bundle / "report.json").exists()
+
+
+#: A plugin that breaks the suite's own code (not the flavor's): the RUNID-3 check compares a
+#: run ID's length with a limit that is now None, a TypeError raised in the check's frame.
+INJECT_SUITE_BUG = """
+import orcakit.conformance.suite.check_run_id as check
+
+check.MAX_RUN_ID_LENGTH = None
+"""
+
+
+def test_a_check_that_crashes_is_a_suite_error_everywhere(pytester):
+    """An unexpected exception in a check is outcome *error* naming the suite — in the terminal,
+    report.json, JUnit and report.html — never a failure of the (correct) flavor."""
+    pytester.makepyfile(inject_suite_bug=INJECT_SUITE_BUG)
+    bundle = pytester.path / "bundle"
+    result = run_pytest(pytester, "-p", "inject_suite_bug", "--flavor=local", "--requirement=RUNID-3",
+                        "--conformance-profile=quick", "--conformance-seed=5", f"--report-dir={bundle}")
+    terminal = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, tail(result, 4000)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors", outcomes.get("error")) == 1 and "failed" not in outcomes, outcomes
+    assert "FAILED" not in terminal and "ERROR" in terminal and "suite error" in terminal, tail(result, 4000)
+    assert "requirements error: RUNID-3" in terminal and "requirements failed" not in terminal
+    assert "[error, not a verdict on RUNID-3] pytest --flavor=local" in terminal
+    # Hypothesis' falsifying example shows the flavor under test by name, not its deleted stores
+    assert "FlavorUnderTest(" not in terminal and "orcakit-conformance-" not in terminal and "reproduce_failure" not in terminal
+    report = json.loads((bundle / "report.json").read_text())
+    (check,) = report["checks"]
+    assert check["outcome"] == "error" and check["blamed"] == [], check
+    assert "suite error" in check["message"] and "TypeError" in check["message"] and "check_run_id.py" in check["message"]
+    assert {row["id"]: row["outcome"] for row in report["requirements"]}["RUNID-3"] == "error"
+    junit = ET.parse(bundle / "junit.xml").getroot()
+    (case,) = junit.iter("testcase")
+    assert case.find("failure") is None and case.find("error") is not None
+    assert "outcome error" in case.find("error").get("message")
+    suite = next(junit.iter("testsuite"))
+    assert (suite.get("failures"), suite.get("errors")) == ("0", "1")
+    html = (bundle / "report.html").read_text()
+    assert "test_run_id_fits_the_limit_whatever_the_names</code> — error" in html and "suite error" in html
+    certifies, problems = verify_bundle(bundle)
+    assert problems == [] and not certifies
+
+
+def test_a_run_id_bug_is_blamed_on_runid_2_and_nothing_else(pytester):
+    """FixedRunId: concurrent submissions of one snapshot leave run records without a run ID
+    (their steps attached to the one shared run); the checks handle that (no crash) and blame
+    RUNID-2 only."""
+    bundle = pytester.path / "bundle"
+    result = run_pytest(pytester, "--flavor=orcakit.conformance.mutants:FixedRunId", "--requirement=RUNID-2",
+                        "--requirement=RUNID-3", "--conformance-profile=quick", "--conformance-seed=11",
+                        f"--report-dir={bundle}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, tail(result, 4000)
+    report = json.loads((bundle / "report.json").read_text())
+    assert not [c["name"] for c in report["checks"] if c["outcome"] == "error"], report["checks"]
+    outcome = {row["id"]: row["outcome"] for row in report["requirements"]}
+    assert [rid for rid, o in outcome.items() if o in ("failed", "error")] == ["RUNID-2"], outcome
+    assert outcome["RUNID-3"] == "passed"
+    assert "TypeError" not in result.stdout.str()
 
 
 def test_outcomes_disabled_unsupported_and_passed_are_reported(pytester):
@@ -220,3 +285,23 @@ def test_a_failure_blames_its_requirements_and_leaves_the_others_inconclusive(py
     assert (outcome["RUNID-1"], outcome["STORE-1"], outcome["ENV-1"]) == ("failed", "failed", "inconclusive")
     html = (bundle / "report.html").read_text()
     assert 'href="#failure-1"' in html and "on STORE-1, RUNID-1" in html
+
+
+def test_what_a_failing_check_verified_passes_and_its_evidence_stands_alone(pytester, tmp_path):
+    """LogsStepEnvironment breaks SEC-1 only: the check compared the environment first (ENV-2,
+    ENV-3 passed, not inconclusive), and its evidence names the variable, where it leaked and an
+    excerpt — with no path into the session's temporary stores, no store repr and no Hypothesis
+    advice to edit a test the flavor author does not own."""
+    bundle = pytester.path / "bundle"
+    result = run_pytest(pytester, "--flavor=orcakit.conformance.mutants:LogsStepEnvironment", "--conformance-profile=quick",
+                        "-k", "test_secrets_are_not_written_in_plain_text", f"--report-dir={bundle}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, tail(result, 4000)
+    report = json.loads((bundle / "report.json").read_text())
+    (check,) = report["checks"]
+    assert check["blamed"] == ["SEC-1"] and sorted(check["verified"]) == ["ENV-2", "ENV-3"], check
+    outcome = {row["id"]: row["outcome"] for row in report["requirements"]}
+    assert (outcome["SEC-1"], outcome["ENV-2"], outcome["ENV-3"]) == ("failed", "passed", "passed")
+    message = check["message"]
+    assert "CK_API_TOKEN" in message and "step log" in message and "excerpt" in message, message
+    for text in (message, result.stdout.str(), (bundle / "junit.xml").read_text()):
+        assert "orcakit-conformance-" not in text and "reproduce_failure" not in text and "FlavorUnderTest(" not in text

@@ -77,12 +77,12 @@ def test_report_shows_verdict_requirements_failures_capabilities_and_config():
     assert "RUNID-2 MUST one run ID per run failed test_run_id_is_stable, test_store_opens" in text
     assert "SCHED-1 SHOULD schedules unsupported test_schedule" in text
     # the verdict links to every failure
-    assert "2 checks did not pass: test_run_id_is_stable — failed on RUNID-2 test_store_opens — error" in text
+    assert "2 checks did not pass: test_run_id_is_stable — failed on RUNID-2 · test_store_opens — error" in text
     for index in (1, 2):
         assert f'href="#failure-{index}"' in page and f'id="failure-{index}"' in page
     # the failures: failed and error checks, with their message and reproducer
-    assert "test_run_id_is_stable — failed on RUNID-2 (verifies RUNID-2) [RUNID-2] two steps saw different run IDs" in text
-    assert "Reproduce: pytest --flavor=local -k test_run_id_is_stable" in text
+    assert ("test_run_id_is_stable — failed on RUNID-2 (verifies RUNID-2) Reproduce: pytest --flavor=local -k "
+            "test_run_id_is_stable [RUNID-2] two steps saw different run IDs") in text
     assert "test_store_opens — error (verifies RUNID-2, RES-6)" in text
     assert "test_cpu_is_enforced —" not in text
     assert 'cpu true gpu_vendors ["nvidia"] max_parallelism 8' in text
@@ -163,3 +163,110 @@ def test_hostile_values_are_escaped(where):
     assert "<script" not in page and "<img" not in page and 'class="o <' not in page
     assert "&lt;script&gt;" in page  # shown, as text
     assert "alert('pwned')" in visible_text(page)
+
+
+
+# -- in a real browser --------------------------------------------------------------------------
+
+#: Appended to a copy of the page (report.html itself has no script): the layout as the browser
+#: computed it, written into the DOM that --dump-dom prints.
+LAYOUT_PROBE = """<script>
+(function () {
+  function box(selector) {
+    var e = document.querySelector(selector);
+    if (!e) return null;
+    var r = e.getBoundingClientRect();
+    return {top: r.top, bottom: r.bottom, height: r.height};
+  }
+  var found = {screen: window.innerHeight, width: window.innerWidth, verdict: box(".badge"),
+               summary: box("#failure-1 summary"), reproducer: box("#failure-1 .reproduce"),
+               evidence: box("#failure-1 .evidence"), first_passed: box("span.o.passed"),
+               first_passed_check: box("span.o.passed")};
+  var out = document.createElement("pre");
+  out.id = "orcakit-layout";
+  out.textContent = JSON.stringify(found);
+  document.body.appendChild(out);
+})();
+</script>"""
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+WINDOW = "1280,800"
+
+
+def chromium() -> str:
+    import os
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("ORCAKIT_REQUIRE_CHROMIUM") == "1":
+            pytest.fail("chromium is not installed; scripts/testenv/ensure-chromium.sh installs Debian's package")
+        pytest.skip("chromium is not installed (scripts/testenv/ensure-chromium.sh installs it)")
+    return found
+
+
+def in_browser(page: str, folder, name: str) -> dict:
+    """Render ``page`` in headless Chromium: a screenshot of the first screen (kept next to the
+    page for a human to look at) and the layout of the verdict and the first failure."""
+    import subprocess
+
+    browser = chromium()
+    html_file = folder / f"{name}.html"
+    html_file.write_text(page)
+    probe_file = folder / f"{name}-layout.html"
+    probe_file.write_text(page.replace("</body>", LAYOUT_PROBE + "</body>"))
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={folder / f'{name}-profile'}",
+                               f"--window-size={WINDOW}", *args], capture_output=True, text=True, timeout=120)
+
+    shot = folder / f"{name}.png"
+    done = run(f"--screenshot={shot}", html_file.as_uri())
+    assert shot.is_file() and shot.stat().st_size > 1000, done.stderr[-2000:]
+    dumped = run("--dump-dom", probe_file.as_uri())
+    match = re.search(r'<pre id="orcakit-layout">(.*?)</pre>', dumped.stdout, re.S)
+    assert match, dumped.stdout[-2000:] + dumped.stderr[-2000:]
+    return json.loads(html.unescape(match.group(1)))
+
+
+def a_long_report(failing: bool) -> dict:
+    """A report the size of a real one: every requirement of the catalogue, forty passed checks,
+    and (when failing) a failure with long evidence and a suite error after them in the list."""
+    from orcakit.catalogue import load_catalogue
+    from orcakit.conformance.report import requirement_results, verdict
+
+    checks = [{"name": f"test_passed_{i}", "outcome": "passed", "requirements": ["RES-6"], "blamed": []} for i in range(40)]
+    if failing:
+        evidence = "[RUNID-2] 3 concurrent runs did not get 3 distinct run IDs\n" + "\n".join(
+            f"  run_ids[{i}]: 'run'" for i in range(40))
+        checks.append({"name": "test_concurrent_runs_get_different_run_ids", "outcome": "failed", "requirements": ["RUNID-2"],
+                       "blamed": ["RUNID-2"], "message": evidence,
+                       "reproducer": "pytest --flavor=local --conformance-profile=quick --conformance-seed=7 -k "
+                                     "test_concurrent_runs_get_different_run_ids"})
+        checks.append({"name": "test_store_opens", "outcome": "error", "requirements": ["STORE-1"], "blamed": [],
+                       "message": "harness error: the conformance stores are not usable", "reproducer": "pytest -k x"})
+    report = a_report(checks=checks, run={"profile": "certify", "certify": True, "seed": 0, "command": "pytest --certify"})
+    report["requirements"] = requirement_results(checks, load_catalogue())
+    report["summary"] = {o: sum(1 for c in checks if c["outcome"] == o) for o in ("passed", "failed", "unsupported", "disabled", "error")}
+    report["verdict"] = verdict(report)
+    return report
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["certifying", "failing"])
+def test_verdict_and_first_failure_are_in_the_first_screen_of_a_real_browser(failing, tmp_path):
+    """report.html in headless Chromium at 1280x800: the verdict, and for a failing bundle the
+    first failure's summary, reproducer and the start of its evidence, are visible without
+    scrolling, and above every passed check."""
+    layout = in_browser(render_html(a_long_report(failing)), tmp_path, "failing" if failing else "certifying")
+    screen = layout["screen"]
+    assert screen > 300, layout
+    assert layout["verdict"] and 0 <= layout["verdict"]["top"] and layout["verdict"]["bottom"] <= screen, layout
+    if not failing:
+        assert layout["summary"] is None
+        return
+    for part in ("summary", "reproducer"):
+        assert layout[part]["bottom"] <= screen, (part, layout)
+    evidence = layout["evidence"]
+    assert evidence["top"] + 40 <= screen, ("the evidence does not start on the first screen", layout)
+    assert layout["first_passed"]["top"] > layout["reproducer"]["bottom"], ("a passed check comes before the failure", layout)

@@ -54,9 +54,17 @@ HOSTILE_BY_CLASS = {
     "API_TOKEN": "s3cr3t-token value\n",
 }
 
+#: Values at and just past each common cut (a 4 KiB or 8 KiB buffer, a field limit) up to the
+#: 32 KiB ENV-2 promises, each ending in a marker that survives only if nothing was cut.
+LONG_BY_CLASS = {
+    "LONG_4K_PLUS_1": "x" * 4096 + "!",
+    "LONG_8K_PLUS_1": "y" * 8192 + "!",
+    "LONG_32K": "z" * (32 * 1024 - 1) + "!",
+}
+
 
 def _hostile(prefix: str) -> dict[str, str]:
-    return {f"CK_{prefix}_{name}": value for name, value in HOSTILE_BY_CLASS.items()}
+    return {f"CK_{prefix}_{name}": value for name, value in {**HOSTILE_BY_CLASS, **LONG_BY_CLASS}.items()}
 
 
 HOSTILE_CASE = (
@@ -68,6 +76,14 @@ HOSTILE_CASE = (
     ]},
     _hostile("PIPE"),
 )
+
+
+def shown(value: str | None) -> str:
+    """A value as evidence: short ones whole, long ones by length and both ends (a value cut at
+    4 KiB shows as 4096 characters without its final marker)."""
+    if value is None or len(value) <= 120:
+        return repr(value)
+    return f"{len(value)} characters: {value[:24]!r} ... {value[-24:]!r}"
 
 
 @pytest.mark.requirement("ENV-1")
@@ -104,13 +120,16 @@ def test_environment_reaches_each_step_exactly(fut, case):
         expected = {key: None for key in all_keys}
         expected.update(pipeline_env)
         expected.update(step_envs.get(name, {}))
+        if fut.run_id_env_var is not None:
+            found.verify("ENV-1")
         for key in all_keys:
+            found.verify("ENV-3" if key in step_envs.get(name, {}) or key not in pipeline_env else "ENV-2")
             seen = record["env"].get(key)
             if seen != expected[key]:
                 source = "step" if key in step_envs.get(name, {}) else "pipeline" if key in pipeline_env else "another step"
                 requirement = "ENV-3" if source in ("step", "another step") else "ENV-2"
                 found.add(violation(requirement, f"step {name!r}: variable {key} (set at {source} level) arrived wrong",
-                                    **{key: {"expected": repr(expected[key]), "seen": repr(seen)}}))
+                                    **{key: {"expected": shown(expected[key]), "seen": shown(seen)}}))
     found.raise_any()
 
 

@@ -54,8 +54,12 @@ def test_nothing_is_left_behind_after_runs(fut, capabilities):
 LONG_STEP = 30
 
 
-@pytest.mark.requirement("CLEAN-2", "CAP-2")
-def test_stop_run_stops_running_steps_and_starts_nothing_new(fut, capabilities):
+@pytest.mark.requirement("CLEAN-2", "CAP-2", "CLEAN-1")
+@pytest.mark.parametrize("stopper", ["another-client", "driving-client"])
+def test_stop_run_stops_running_steps_and_starts_nothing_new(fut, capabilities, stopper):
+    """Stopped as users stop runs: from another client (a separate process with an orchestrator
+    object of its own, what `orcakit runs stop` does) and through the client driving the run
+    (Ctrl-C in the terminal that runs it). A stop that works only one way is no stop."""
     if not capabilities.stop_run:
         unsupported("stop_run is not declared")
     dag = {"nodes": [{"name": "long", "upstream": [], "spec": {"sleep": LONG_STEP}},
@@ -67,7 +71,13 @@ def test_stop_run_stops_running_steps_and_starts_nothing_new(fut, capabilities):
         while time.monotonic() < deadline:
             started = any("/long/" in key for key in fut.probes_of(snapshot.snapshot_id))
             if started and watch.run_record and watch.run_record.orchestrator_run_id:
-                fut.stop_run(watch.run_record.orchestrator_run_id)
+                # From another client, as users stop runs (`orcakit runs stop`): a stop that
+                # works only through the object driving the run is no stop at all.
+                elsewhere = getattr(fut, "stop_run_from_another_client", None)
+                if elsewhere is not None and stopper == "another-client":
+                    elsewhere(watch.run_record)
+                else:
+                    fut.stop_run(watch.run_record.orchestrator_run_id)
                 return
             time.sleep(0.05)
         raise violation("CLEAN-2", "the long step never started, so the run could not be stopped")
@@ -81,7 +91,11 @@ def test_stop_run_stops_running_steps_and_starts_nothing_new(fut, capabilities):
         raise violation("CLEAN-2", f"the running step is {status.get('long')} after stop_run, expected stopped", statuses=status)
     still = fut.still_running(obs)
     if still:
-        raise violation("CLEAN-2", "the run is recorded stopped but its step still runs", leftovers=still)
+        found = Findings()
+        found.add(violation("CLEAN-2", "the run is recorded stopped but its step still runs", leftovers=still))
+        # What still runs after the run ended is also left behind (CLEAN-1).
+        found.add(violation("CLEAN-1", "the stopped run's step processes remain after the run ended", leftovers=still))
+        found.raise_any()
     if obs.executed("never") or status.get("never") not in ("skipped", "stopped"):
         raise violation("CLEAN-2", "a pending step started after stop_run", statuses=status)
     if obs.run.status.value != "stopped":
@@ -138,12 +152,28 @@ def test_secrets_are_not_written_in_plain_text(fut):
         found.add(violation("ENV-2", "a secret-looking pipeline variable did not reach the step intact"))
     if seen.get("CK_DB_PASSWORD") != step_env["CK_DB_PASSWORD"]:
         found.add(violation("ENV-3", "a secret-looking step variable did not reach the step intact"))
-    hidden = [f"{canary}-pipeline", f"{canary}-step", *distinctive(fut.secret_values())]
+    found.verify("ENV-2", "ENV-3")  # compared: passed unless a violation of it was found above
+    hidden = {f"{canary}-pipeline": "pipeline-level variable CK_API_TOKEN", f"{canary}-step": "step-level variable CK_DB_PASSWORD",
+              **{secret: "a secret of the session's config or store" for secret in distinctive(fut.secret_values())}}
+    leaks = []
     for where, text in fut.written_by(obs):
-        if any(value in text for value in hidden):
-            found.add(violation("SEC-1", f"a secret value appears in plain text in {where}"))
-            break
+        for value, what in hidden.items():
+            if value in text:
+                leaks.append({"what": what, "where": where, "excerpt": excerpt(text, value, hidden)})
+    if leaks:
+        found.add(violation("SEC-1", f"the value of {leaks[0]['what']} appears in plain text in {leaks[0]['where']}",
+                            leaks=leaks[:5]))
     found.raise_any()
+
+
+def excerpt(text: str, value: str, hidden: dict[str, str], context: int = 80) -> str:
+    """The text around the first place ``value`` appears, every secret value in it replaced by
+    a label: the evidence shows how it leaked without repeating it (or cutting one in half)."""
+    label = f"<value of {hidden[value]}>"
+    for secret, what in hidden.items():
+        text = text.replace(secret, label if secret == value else f"<value of {what}>")
+    at = text.index(label)
+    return f"...{text[max(0, at - context):at + len(label) + context]}..."
 
 
 def distinctive(secrets: list[str]) -> list[str]:

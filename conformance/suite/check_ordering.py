@@ -22,9 +22,21 @@ UNEVEN_FAN_IN = {"nodes": [
 ]}
 
 
+#: Fan-ins whose parents finish within milliseconds of each other (equal sleeps, started
+#: together): a scheduler that reacts to each parent's end may launch the join once per parent.
+#: Every step's executions are counted in every run (harness.attempt_accounting).
+EVEN_FAN_IN = {"nodes": [
+    *({"name": f"p{i}", "upstream": [], "spec": {"sleep": 0.2}} for i in range(3)),
+    {"name": "join", "upstream": ["p0", "p1", "p2"], "spec": {}},
+    {"name": "q", "upstream": [], "spec": {}},
+    {"name": "tail", "upstream": ["join", "q"], "spec": {}},
+]}
+
+
 @pytest.mark.requirement("ORDER-1", "ORDER-2", "ORDER-3", "STATUS-3", "ART-1")
 @given(dag=dags(max_nodes=7))
 @example(dag=UNEVEN_FAN_IN)
+@example(dag=EVEN_FAN_IN)
 def test_dag_runs_in_dependency_order_with_data_flowing(fut, dag):
     dag = copy.deepcopy(dag)
     for node in dag["nodes"]:

@@ -19,6 +19,12 @@ SCHEDULES = {
 }
 
 
+def _shown(value):
+    if value is None or len(value) <= 120:
+        return repr(value)
+    return f"{len(value)} characters: {value[:24]!r} ... {value[-24:]!r}"
+
+
 def assert_nothing_ran(fut, snapshot, requirement: str) -> None:
     if fut.probes_of(snapshot.snapshot_id):
         raise violation(requirement, "a step ran although the submission was refused")
@@ -87,27 +93,64 @@ def test_naive_schedule_times_are_read_as_utc():
         raise violation("SCHED-3", "a naive run_once_start_time was not read as UTC", value=str(schedule.run_once_start_time))
 
 
-@pytest.mark.requirement("DYN-1", "RUNID-5", "RUNID-1")
+#: Environment for the dynamic check: what static steps get (ENV-2, ENV-3), now for steps added
+#: at run time: a pipeline-level value past a 4 KiB cut, one the children override, their own.
+DYNAMIC_PIPELINE_ENV = {"CK_DYN_PIPE": "pipeline value\n", "CK_DYN_LONG": "d" * 4096 + "!", "CK_DYN_OVERRIDDEN": "from the pipeline"}
+DYNAMIC_CHILD_ENV = {"CK_DYN_CHILD": "  child value ", "CK_DYN_OVERRIDDEN": "from the step"}
+
+
+@pytest.mark.requirement("DYN-1", "RUNID-5", "RUNID-1", "ENV-1", "ENV-2", "ENV-3")
 @given(width=st.integers(1, 3))
 def test_dynamic_pipeline_runs_its_runtime_dag_under_one_run_id(fut, capabilities, width):
+    """Steps a dynamic pipeline adds at run time get what static ones get: one run ID (that of
+    the run and its orchestration environment), the run-ID variable, and the pipeline- and
+    step-level environment exactly."""
     if not capabilities.dynamic_pipelines:
         unsupported("dynamic_pipelines is not declared")
-    obs = fut.run(fut.compile_dynamic(width, env_keys=[]))
+    keys = sorted({*DYNAMIC_PIPELINE_ENV, *DYNAMIC_CHILD_ENV})
+    if hasattr(fut, "compile_dynamic_with_environment"):
+        snapshot = fut.compile_dynamic_with_environment(width, keys, DYNAMIC_PIPELINE_ENV, DYNAMIC_CHILD_ENV)
+        pipeline_env, child_env = DYNAMIC_PIPELINE_ENV, DYNAMIC_CHILD_ENV
+    else:  # a driver that compiles dynamic pipelines without environment
+        snapshot, pipeline_env, child_env = fut.compile_dynamic(width, env_keys=[]), {}, {}
+    obs = fut.run(snapshot)
     found = Findings()
     # Run IDs first, of whatever ran: a step that attached to another run breaks the rest.
     ids = obs.run_ids()
     if len(ids) > 1:
-        found.add(violation("RUNID-1", "steps of one dynamic run saw different run IDs", run_ids=sorted(ids)))
+        found.add(violation("RUNID-1", "steps of one dynamic run saw different run IDs", run_ids=sorted(ids, key=str)))
     elif ids and obs.run.orchestrator_run_id not in ids:
-        # The orchestration environment attached the run with its own get_orchestrator_run_id();
-        # the record must carry the ID every step saw (a restarted environment re-derives it the same way).
-        found.add(violation("RUNID-5", "the orchestration environment's run ID differs from the steps'",
-                            orchestration=obs.run.orchestrator_run_id, steps=sorted(ids)))
+        # The orchestration environment attached the run with its own get_orchestrator_run_id():
+        # it is part of the run, so the steps' different ID breaks RUNID-1 (RUNID-5 is about
+        # restarts of that environment, which this check does not cause).
+        found.add(violation("RUNID-1", "the orchestration environment's run ID differs from the steps'",
+                            orchestration=obs.run.orchestrator_run_id, steps=sorted(ids, key=str)))
+    else:
+        found.verify("RUNID-1")
     expected = ["root", *(f"child_{i}" for i in range(width)), "join"]
     missing = [name for name in expected if not obs.executed(name)]
     if missing:
         found.add(violation("DYN-1", f"dynamic steps {missing} did not run", run=obs.run.status.value, reason=obs.run.reason,
                             steps={k: (v.status.value, v.reason) for k, v in obs.steps.items()}))
+    for name in expected:
+        if not obs.executed(name):
+            continue
+        record = obs.starts[name][0]
+        if obs.run_id_env_var is not None:
+            if record["env_run_id"] != record["run_id"]:
+                found.add(violation("ENV-1", f"dynamic step {name!r}: the run-ID variable does not carry the run ID",
+                                    variable=obs.run_id_env_var, seen=record["env_run_id"], run_id=record["run_id"]))
+            else:
+                found.verify("ENV-1")
+        mine = child_env if name.startswith("child_") else {}
+        for key in keys if pipeline_env else []:
+            want = mine.get(key, pipeline_env.get(key))
+            seen = record["env"].get(key)
+            requirement = "ENV-3" if key in mine or (key in child_env and key not in pipeline_env) else "ENV-2"
+            found.verify(requirement)
+            if seen != want:
+                found.add(violation(requirement, f"dynamic step {name!r}: variable {key} arrived wrong",
+                                    expected=_shown(want), seen=_shown(seen)))
     found.raise_any()
     join = obs.starts["join"][0]
     for i in range(width):

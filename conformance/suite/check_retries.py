@@ -42,7 +42,7 @@ def retry_dag(retry: StepRetryConfig, succeeds_on: int | None) -> dict:
     ]}
 
 
-@pytest.mark.requirement("RETRY-1", "RETRY-2", "RETRY-3", "STATUS-3", "ORDER-2")
+@pytest.mark.requirement("RETRY-1", "RETRY-2", "RETRY-3", "STATUS-3", "ORDER-2", "RUNID-1")
 @given(case=retry_cases())
 # Each wait formula every run: backoff 0 (only the first retry waits), 1 (constant), 2 (doubling).
 @example(case=(StepRetryConfig(max_retries=3, delay=1.0, backoff=0.0), None))
@@ -62,8 +62,11 @@ def test_retries_follow_the_retry_config(fut, case):
     # be consequences of that one bug.
     run_ids = {r["run_id"] for r in starts}
     if len(run_ids) > 1 or len(obs.runs_for_snapshot) > 1:
-        raise violation("RETRY-3", "the run ID changed between attempts: a retry attached to another run",
-                        run_ids=sorted(run_ids), runs=[r.orchestrator_run_id for r in obs.runs_for_snapshot])
+        evidence = {"run_ids": sorted(run_ids, key=str), "runs": [r.orchestrator_run_id for r in obs.runs_for_snapshot]}
+        # The retried attempt is a step of this run seeing another run ID: RUNID-1 too.
+        raise ExceptionGroup("RETRY-3, RUNID-1 broken", [
+            violation("RETRY-3", "the run ID changed between attempts: a retry attached to another run", **evidence),
+            violation("RUNID-1", "attempts of one step of one run saw different run IDs", **evidence)])
     if attempts != list(range(1, expected + 1)):
         raise violation("RETRY-1", f"expected attempts 1..{expected}, the step ran attempts {attempts}",
                         retry=retry.model_dump(), succeeds_on=succeeds_on)
@@ -90,3 +93,22 @@ def test_retries_follow_the_retry_config(fut, case):
         found.add(violation("STATUS-3", f"after {expected} attempt(s) the step is {final} and the run "
                             f"{obs.run.status.value}, expected {wanted}"))
     found.raise_any()
+
+
+@pytest.mark.requirement("RETRY-1")
+def test_a_step_without_a_retry_config_is_attempted_once(fut):
+    """Retries nobody asked for (a backend's default retry policy, a re-delivered task): a
+    failing step without a retry config, and one with max_retries=0, run exactly one attempt.
+    (The harness counts every step's attempts in every run; this check makes sure a run with
+    such steps is always among them.)"""
+    dag = {"nodes": [
+        {"name": "ok", "upstream": [], "spec": {}},
+        {"name": "no_config", "upstream": ["ok"], "spec": {"fail_attempts": [-1]}},
+        {"name": "zero_retries", "upstream": [], "spec": {"fail_attempts": [-1]}, "retry": {"max_retries": 0}},
+    ]}
+    obs = fut.run(fut.compile_dag(dag))
+    for name in ("ok", "no_config", "zero_retries"):
+        attempts = [record["attempt"] for record in obs.starts.get(name, [])]
+        if len(attempts) > 1:
+            raise violation("RETRY-1", f"step {name!r} has no retries configured and was attempted {len(attempts)} times",
+                            attempts=attempts)
