@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator, Callable, Protocol
 from aiohttp import web
 
 from . import patch as patches
+from . import protobuf
 from .operations import Cluster
 from .resources import Resource, find
 from .selectors import field_selector, label_selector
@@ -88,6 +89,10 @@ class RestHandlers:
         return await self._dispatch(request, parts[0], parts[1], parts[2:])
 
     async def _dispatch(self, request: web.Request, group: str, version: str, parts: list[str]) -> web.StreamResponse:
+        response = await self._serve(request, group, version, parts)
+        return _negotiated(request, response)
+
+    async def _serve(self, request: web.Request, group: str, version: str, parts: list[str]) -> web.StreamResponse:
         try:
             target = resolve(group, version, parts)
             if target.name is None:
@@ -246,12 +251,25 @@ class RestHandlers:
     # request bodies --------------------------------------------------------------------
     @staticmethod
     async def _json(request: web.Request) -> Any:
+        """The request's object in its JSON form, whichever of the server's media types it came in."""
         content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
-        if request.method != "PATCH" and content_type not in ("application/json", "application/yaml", "*/*", ""):
-            # protobuf and CBOR are not spoken here; client-go answers a 415 by sending JSON
-            raise ApiError(415, "UnsupportedMediaType", 'the body of the request was in an unknown format - accepted media types include: '
-                           'application/json, application/yaml')
         raw = await request.read()
+        if request.method != "PATCH":
+            if content_type == protobuf.MEDIA_TYPE:
+                try:
+                    return protobuf.decode(raw)
+                except ApiError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a malformed message, whatever the parser says
+                    raise bad_request(f"unable to decode the protobuf body: {exc}") from None
+            if content_type in ("application/yaml", "application/apply-patch+yaml"):
+                return _yaml(raw)
+            if content_type not in ("application/json", "*/*", ""):
+                # CBOR is not spoken here: client-go answers a 415 to a CBOR request by sending JSON
+                raise ApiError(415, "UnsupportedMediaType", 'the body of the request was in an unknown format - accepted media types include: '
+                               'application/json, application/yaml, application/vnd.kubernetes.protobuf')
+        elif content_type == "application/apply-patch+yaml":
+            return _yaml(raw)
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -278,3 +296,29 @@ class RestHandlers:
             options["dryRun"] = self._dry_run(request)
         return options
 
+
+
+def _yaml(raw: bytes) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise bad_request(f"error converting YAML to JSON: {' '.join(str(exc).split())}") from None
+
+
+def _negotiated(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """The answer in protobuf when the client asks for it first (client-go's typed clients send
+    ``Accept: application/vnd.kubernetes.protobuf,application/json``), as a real server answers;
+    JSON for kinds no message describes, and for everything streamed."""
+    preferred = request.headers.get("Accept", "").split(",")[0].split(";")[0].strip()
+    if preferred != protobuf.MEDIA_TYPE or not isinstance(response, web.Response) or response.content_type != "application/json":
+        return response
+    try:
+        encoded = protobuf.encode(json.loads(response.body))  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - an object the messages cannot carry is answered as JSON, which the client accepts too
+        encoded = None
+    if encoded is None:
+        return response
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
+    return web.Response(body=encoded, status=response.status, headers=headers, content_type=protobuf.MEDIA_TYPE)

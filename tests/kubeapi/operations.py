@@ -92,7 +92,7 @@ class Cluster:
         if self.store.get(resource.storage_key, meta.get("namespace", ""), meta["name"]) is not None:
             raise already_exists(resource.plural, resource.group, meta["name"])
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now())
-        if "spec" in obj or resource.kind in ("Pod", "Job", "CronJob"):
+        if resource.kind in ("Pod", "Job", "CronJob"):  # the types whose strategies track generation
             meta["generation"] = 1
         obj = apply_defaults(resource, obj)
         status = initial_status(resource, obj)
