@@ -69,6 +69,10 @@ def resolve(group: str, version: str, parts: list[str]) -> Target:
     return Target(resource, None, parts[1] if len(parts) > 1 else None, parts[2] if len(parts) > 2 else "")
 
 
+def _include(request: web.Request) -> str:
+    return request.query.get("includeObject") or "Metadata"
+
+
 def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("1", "true")
 
@@ -99,6 +103,8 @@ class RestHandlers:
                 return await self._collection(request, target)
             if target.subresource == "log" and target.resource.kind == "Pod":
                 return await self._log(request, target)
+            if target.resource.review:
+                raise NOT_SERVED
             if target.subresource and target.subresource not in target.resource.subresources:
                 raise NOT_SERVED
             return await self._object(request, target)
@@ -108,6 +114,10 @@ class RestHandlers:
     # collections -----------------------------------------------------------------------
     async def _collection(self, request: web.Request, target: Target) -> web.StreamResponse:
         resource = target.resource
+        if resource.review:
+            if request.method != "POST":
+                raise method_not_allowed()
+            return respond(review(resource, await self._json(request), request.query.get("fieldValidation", "Warn")), 201)
         if request.method == "GET":
             if _flag(request, "watch"):
                 return await self._watch(request, target)
@@ -157,7 +167,7 @@ class RestHandlers:
             items = items[:limit]
             cont = base64.urlsafe_b64encode(str(offset + limit).encode()).decode()
         if wants_table(request.headers.get("Accept", "")):
-            return respond(table(target.resource, items, str(self.store.revision)))
+            return respond(table(target.resource, items, str(self.store.revision), _include(request)))
         return respond(self._list_body(target.resource, items, cont))
 
     async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
@@ -177,6 +187,9 @@ class RestHandlers:
             return response
         timeout = float(request.query.get("timeoutSeconds") or 1800)
         bookmarks = _flag(request, "allowWatchBookmarks")
+        # kubectl get -w asks for Table rows: one row per event, the columns with the first only
+        as_table = wants_table(request.headers.get("Accept", ""))
+        headers = True
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             while True:
@@ -191,6 +204,9 @@ class RestHandlers:
                                     "metadata": {"resourceVersion": str(self.store.revision)}}
                         await response.write(json.dumps({"type": "BOOKMARK", "object": bookmark}).encode() + b"\n")
                     continue
+                if as_table:
+                    obj = table(resource, [obj], obj["metadata"].get("resourceVersion"), _include(request), headers)
+                    headers = False
                 await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -205,7 +221,7 @@ class RestHandlers:
         if request.method == "GET":
             obj = self.cluster.require(resource, namespace, name)
             if wants_table(request.headers.get("Accept", "")):
-                return respond(table(resource, [obj], None))
+                return respond(table(resource, [obj], None, _include(request)))
             return respond(obj)
         if request.method == "PUT":
             obj, warnings = self.cluster.update(resource, namespace, name, await self._json(request), target.subresource,
@@ -322,3 +338,21 @@ def _negotiated(request: web.Request, response: web.StreamResponse) -> web.Strea
         return response
     headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
     return web.Response(body=encoded, status=response.status, headers=headers, content_type=protobuf.MEDIA_TYPE)
+
+
+def review(resource: Resource, body: Any, field_validation: str) -> dict[str, Any]:
+    """A SelfSubject*Review answered by the server's authorizer, which allows every authenticated
+    request (a kube-apiserver with ``--authorization-mode=AlwaysAllow``): the kubeconfig's admin
+    and the pods' service-account tokens may do anything, and say so when asked."""
+    from . import validation
+
+    if not isinstance(body, dict) or body.get("kind", resource.kind) != resource.kind:
+        raise bad_request(f"the object provided is unrecognized (must be of type {resource.kind})")
+    obj = {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": body.get("metadata") or {}, "spec": body.get("spec") or {}}
+    validation.check_schema(resource, obj, field_validation)
+    if resource.kind == "SelfSubjectAccessReview":
+        obj["status"] = {"allowed": True}
+    else:
+        obj["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                         "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}
+    return obj

@@ -28,6 +28,12 @@ class Resource:
     fields: frozenset[str] = field(default_factory=frozenset)
     # the name must be a DNS-1123 label (63 chars) rather than a subdomain (253)
     label_name: bool = False
+    verbs: tuple[str, ...] = tuple(VERBS)
+
+    @property
+    def review(self) -> bool:
+        """A create-only review (SelfSubjectAccessReview...): answered, never stored."""
+        return self.verbs == ("create",)
 
     @property
     def api_version(self) -> str:
@@ -60,9 +66,16 @@ RESOURCES = [
                                "reportingController", "type"})),
     Resource("batch", "v1", "Job", "jobs", categories=("all",), subresources=("status",), fields=frozenset({"status.successful"})),
     Resource("batch", "v1", "CronJob", "cronjobs", short_names=("cj",), categories=("all",), subresources=("status",)),
+    Resource("", "v1", "ServiceAccount", "serviceaccounts", short_names=("sa",)),
+    Resource("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+    Resource("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
+    Resource("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False),
+    Resource("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False),
+    Resource("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", namespaced=False, verbs=("create",)),
+    Resource("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", namespaced=False, verbs=("create",)),
 ]
 
-GROUPS = {"": ["v1"], "batch": ["v1"], "events.k8s.io": ["v1"]}
+GROUPS = {"": ["v1"], "batch": ["v1"], "events.k8s.io": ["v1"], "rbac.authorization.k8s.io": ["v1"], "authorization.k8s.io": ["v1"]}
 
 
 def find(group: str, version: str, plural: str) -> Resource | None:
