@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -45,8 +44,9 @@ def controller_of(obj: dict[str, Any], kind: str) -> str | None:
 
 
 class Controllers:
-    def __init__(self, cluster: Cluster, job_backoff: float = 1.0, tick: float = 0.5) -> None:
+    def __init__(self, cluster: Cluster, job_backoff: float = 1.0, tick: float = 0.5, ca_pem: bytes = b"") -> None:
         self.cluster = cluster
+        self.ca_pem = ca_pem
         self.store = cluster.store
         self.job_backoff = job_backoff
         self.tick = tick
@@ -69,12 +69,28 @@ class Controllers:
         meta = event.object["metadata"]
         if event.type == "DELETED":
             loop.call_soon(self._collect_garbage, meta["uid"])
+        if event.storage_key == "namespaces" and event.type == "ADDED":
+            loop.call_soon(self._populate_namespace, meta["name"])
         if event.storage_key == "jobs.batch" and event.type != "DELETED":
             self._queue_job(meta["namespace"], meta["name"])
         elif event.storage_key == "pods":
             for ref in meta.get("ownerReferences") or []:
                 if ref.get("kind") == "Job":
                     self._queue_job(meta["namespace"], ref["name"])
+
+    def _populate_namespace(self, namespace: str) -> None:
+        """What the service-account and root-CA publisher controllers put in every new namespace:
+        the ``default`` ServiceAccount and the ``kube-root-ca.crt`` ConfigMap (the server's CA)."""
+        for resource, obj in ((find("", "v1", "serviceaccounts"), {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+                              (find("", "v1", "configmaps"), {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                                  "name": "kube-root-ca.crt", "annotations": {"kubernetes.io/description": (
+                                      "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints "
+                                      "such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across "
+                                      "distributions of Kubernetes clusters.")}}, "data": {"ca.crt": self.ca_pem.decode()}})):
+            try:
+                self.cluster.create(resource, namespace, obj)
+            except ApiError:
+                pass  # there already, or the namespace is going
 
     def _queue_job(self, namespace: str, name: str) -> None:
         if (namespace, name) not in self._pending_jobs:
@@ -99,20 +115,7 @@ class Controllers:
 
     # events ----------------------------------------------------------------------------
     def record(self, obj: dict[str, Any], reason: str, message: str, kind: str = "Normal", component: str = "job-controller") -> None:
-        meta = obj["metadata"]
-        stamp = now()
-        event = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta.get("namespace", "default")},
-            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"], "namespace": meta.get("namespace", ""),
-                               "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion", "")},
-            "reason": reason, "message": message, "type": kind, "count": 1, "firstTimestamp": stamp, "lastTimestamp": stamp,
-            "source": {"component": component}, "reportingComponent": component, "reportingInstance": "",
-        }
-        try:
-            self.cluster.create(EVENTS, event["metadata"]["namespace"], event)
-        except ApiError:
-            pass  # the namespace is terminating: its events go with it
+        self.cluster.record_event(obj, reason, message, kind, component)
 
     # Jobs ------------------------------------------------------------------------------
     def _sync_job(self, namespace: str, name: str) -> None:

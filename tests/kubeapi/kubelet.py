@@ -95,11 +95,15 @@ class Kubelet:
         pod = self._update_status(namespace, name, uid, bind)
         if pod is None:
             return
+        self.cluster.record_event(pod, "Scheduled", f"Successfully assigned {namespace}/{name} to {NODE}", component="default-scheduler",
+                                  host=NODE, series_time=True)
         spec = pod["spec"]
         try:
             envs = [self._environment(pod, c) for c in spec["containers"]]
         except ConfigError as exc:
             problem = str(exc)
+            for container in spec["containers"]:
+                self._event(pod, container, "Failed", f"Error: {problem}", "Warning")
             self._update_status(namespace, name, uid, lambda p: p["status"].update(containerStatuses=[
                 self._waiting(c, "CreateContainerConfigError", problem) for c in spec["containers"]]))
             return
@@ -111,11 +115,23 @@ class Kubelet:
                 if exits[index] is not None:
                     started.append(None)
                     continue
+                if restarts[index]:
+                    self._event(pod, container, "BackOff", f"Back-off restarting failed container {container['name']} in pod "
+                                f"{name}_{namespace}({uid})", "Warning")
                 try:
+                    present = await asyncio.to_thread(self._image_present, container["image"])
+                    if present:
+                        # images are never pulled here: a missing one is an ErrImagePull, whatever the pull policy
+                        self._event(pod, container, "Pulled", f'Container image "{container["image"]}" already present on machine')
                     started.append(await asyncio.to_thread(self._start, pod, container, envs[index], restarts[index]))
+                    self._event(pod, container, "Created", f"Created container: {container['name']}")
+                    self._event(pod, container, "Started", f"Started container {container['name']}")
                 except Exception as exc:  # noqa: BLE001 - any engine error is the container's waiting reason
                     problem = " ".join(str(exc).split())[:300]
                     reason = "ErrImagePull" if "image" in problem.lower() or "not found" in problem.lower() else "RunContainerError"
+                    if reason == "ErrImagePull":
+                        self._event(pod, container, "Failed", f'Failed to pull image "{container["image"]}": {problem}', "Warning")
+                    self._event(pod, container, "Failed", f"Error: {reason}", "Warning")
                     self._update_status(namespace, name, uid, lambda p: p["status"].update(phase="Pending", containerStatuses=[
                         self._waiting(c, reason, problem) for c in spec["containers"]]))
                     return
@@ -143,6 +159,17 @@ class Kubelet:
                 restarts[i] += 1
                 exits[i] = None
             await asyncio.sleep(1)
+
+    def _event(self, pod: dict[str, Any], container: dict[str, Any], reason: str, message: str, kind: str = "Normal") -> None:
+        self.cluster.record_event(pod, reason, message, kind, component="kubelet", host=NODE,
+                                  field_path=f"spec.containers{{{container['name']}}}")
+
+    def _image_present(self, image: str) -> bool:
+        try:
+            self.docker.images.get(image)
+            return True
+        except Exception:  # noqa: BLE001 - not found, or any engine error: not known to be present
+            return False
 
     def _environment(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
         namespace = pod["metadata"]["namespace"]
@@ -264,6 +291,9 @@ class Kubelet:
         if token:
             self.credentials.revoke(token)
         grace = pod["metadata"].get("deletionGracePeriodSeconds", 0) if not already_gone else 0
+        if not already_gone:
+            for container in pod["spec"]["containers"]:
+                self._event(pod, container, "Killing", f"Stopping container {container['name']}")
         for container in await asyncio.to_thread(self._containers, pod["metadata"]["uid"]):
             await asyncio.to_thread(container.stop, timeout=int(grace))
         if not already_gone:

@@ -32,9 +32,59 @@ def now(offset: float = 0) -> str:
     return (datetime.now(timezone.utc) + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def now_micro() -> str:
+    """A ``MicroTime``, as events.k8s.io's ``eventTime`` carries it."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class Cluster:
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    # events ----------------------------------------------------------------------------
+    def record_event(self, obj: dict[str, Any], reason: str, message: str, kind: str = "Normal", component: str = "",
+                     host: str = "", field_path: str = "", series_time: bool = False) -> None:
+        """A core/v1 Event about ``obj``, as client-go's event recorder writes it: a repeat of the
+        same reason and message about the same object (the EventCorrelator's key) bumps ``count``
+        and ``lastTimestamp`` of the one event rather than adding another. ``series_time``: the
+        events.k8s.io form a scheduler writes (``eventTime``, no first/lastTimestamp)."""
+        from .resources import find
+
+        events = find("", "v1", "events")
+        meta = obj["metadata"]
+        namespace = meta.get("namespace") or "default"
+        stamp = now()
+        involved = {"apiVersion": obj.get("apiVersion", "v1"), "kind": obj.get("kind", ""), "name": meta["name"],
+                    "namespace": meta.get("namespace", ""), "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion", "")}
+        if field_path:
+            involved["fieldPath"] = field_path
+        for existing in self.store.list(events.storage_key, namespace):
+            same = existing.get("involvedObject", {})
+            if (same.get("uid"), same.get("fieldPath", ""), existing.get("reason"), existing.get("message"), existing.get("source", {}).get("component", "")) \
+                    == (meta["uid"], field_path, reason, message, component if not series_time else ""):
+                existing["count"] = existing.get("count", 1) + 1
+                if series_time:
+                    existing["series"] = {"count": existing["count"], "lastObservedTime": now_micro()}
+                else:
+                    existing["lastTimestamp"] = stamp
+                self.store.put(events.storage_key, existing)
+                return
+        event: dict[str, Any] = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": namespace},
+            "involvedObject": involved, "reason": reason, "message": message, "type": kind,
+            "reportingComponent": component, "reportingInstance": host or "",
+        }
+        if series_time:
+            event.update(eventTime=now_micro(), firstTimestamp=None, lastTimestamp=None, source={}, action="Binding",
+                         reportingInstance=f"{component}-{host}" if host else component)
+        else:
+            event.update(count=1, firstTimestamp=stamp, lastTimestamp=stamp, eventTime=None,
+                         source={"component": component, **({"host": host} if host else {})})
+        try:
+            self.create(events, namespace, event)
+        except ApiError:
+            pass  # the namespace is terminating: its events go with it
 
     # helpers ---------------------------------------------------------------------------
     def require(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def build(options: Options, credentials: Credentials) -> tuple[web.Application, 
 
         kubelet = Kubelet(cluster, docker.from_env(timeout=120), uuid.uuid4().hex[:12], credentials)
         app.on_cleanup.append(lambda _app: asyncio.to_thread(kubelet.remove_all))
-    controllers = Controllers(cluster, job_backoff=options.job_backoff)
+    controllers = Controllers(cluster, job_backoff=options.job_backoff, ca_pem=credentials.ca_pem)
     controllers.start()
     app.on_cleanup.append(lambda _app: controllers.stop())
     handlers = RestHandlers(cluster, kubelet, options.bookmark_interval)
