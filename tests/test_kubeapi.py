@@ -27,7 +27,7 @@ pytest_plugins = ["tests.kubeapi.fixtures"]
 GOLDEN = Path(__file__).parent / "kubeapi" / "golden"
 IMAGE = "orcakit/python-base:bookworm"
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
-VOLATILE = {"uid", "resourceVersion", "creationTimestamp", "startTime", "firstTimestamp", "lastTimestamp", "lastTransitionTime"}
+VOLATILE = {"uid", "resourceVersion", "creationTimestamp", "startTime", "firstTimestamp", "lastTimestamp", "lastTransitionTime", "time"}
 
 
 def http(api, path: str, method: str = "GET", body: Any = None, content_type: str = "application/json",

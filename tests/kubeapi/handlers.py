@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Callable, Protocol
 
 from aiohttp import web
 
+from . import apply as applying
 from . import patch as patches
 from . import protobuf
 from .operations import Cluster
@@ -67,6 +68,11 @@ def resolve(group: str, version: str, parts: list[str]) -> Target:
         raise NOT_SERVED
     resource = resource_for(parts[0])
     return Target(resource, None, parts[1] if len(parts) > 1 else None, parts[2] if len(parts) > 2 else "")
+
+
+def _manager(request: web.Request) -> str:
+    """``fieldManager``, or what the server derives from the User-Agent without one."""
+    return request.query.get("fieldManager") or request.headers.get("User-Agent", "unknown").split("/")[0] or "unknown"
 
 
 def _include(request: web.Request) -> str:
@@ -125,7 +131,10 @@ class RestHandlers:
         if request.method == "POST":
             if not resource.namespaced and target.namespace:
                 raise method_not_allowed()
-            obj, warnings = self.cluster.create(resource, target.namespace, await self._json(request),
+            body = await self._json(request)
+            if isinstance(body, dict) and isinstance(body.get("metadata", {}), dict):
+                applying.record_update(None, body, _manager(request), resource.api_version)
+            obj, warnings = self.cluster.create(resource, target.namespace, body,
                                                 request.query.get("fieldValidation", "Warn"), self._dry_run(request))
             return respond(obj, 201, warnings)
         if request.method == "DELETE":
@@ -175,6 +184,11 @@ class RestHandlers:
         since_text = request.query.get("resourceVersion", "")
         # "" and "0" mean "from any state": the current objects as ADDED, then live events
         since = int(since_text) if since_text not in ("", "0") else None
+        # a watch-list (client-go's WatchListClient, kubectl wait's informer): the state as ADDED
+        # events, then a bookmark that says "initial events end here", then live events
+        send_initial = _flag(request, "sendInitialEvents")
+        if send_initial:
+            since = None  # the state now is not older than any resourceVersion asked for
         matcher = self._matcher(request, resource)
         response = web.StreamResponse(headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
         response.enable_chunked_encoding()
@@ -185,6 +199,14 @@ class RestHandlers:
             # an expired resourceVersion is an ERROR event in a 200 stream, as a real server sends it
             await response.write(json.dumps({"type": "ERROR", "object": error.body()}).encode() + b"\n")
             return response
+        if send_initial:
+            snapshot = str(self.store.revision)
+            for _ in range(watch.queue.qsize()):
+                kind, obj = watch.queue.get_nowait()
+                await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+            end = {"kind": resource.kind, "apiVersion": resource.api_version,
+                   "metadata": {"resourceVersion": snapshot, "annotations": {"k8s.io/initial-events-end": "true"}}}
+            await response.write(json.dumps({"type": "BOOKMARK", "object": end}).encode() + b"\n")
         timeout = float(request.query.get("timeoutSeconds") or 1800)
         bookmarks = _flag(request, "allowWatchBookmarks")
         # kubectl get -w asks for Table rows: one row per event, the columns with the first only
@@ -224,16 +246,23 @@ class RestHandlers:
                 return respond(table(resource, [obj], None, _include(request)))
             return respond(obj)
         if request.method == "PUT":
-            obj, warnings = self.cluster.update(resource, namespace, name, await self._json(request), target.subresource,
+            body = await self._json(request)
+            if not target.subresource and isinstance(body, dict) and isinstance(body.get("metadata", {}), dict):
+                applying.record_update(self.cluster.require(resource, namespace, name), body, _manager(request), resource.api_version)
+            obj, warnings = self.cluster.update(resource, namespace, name, body, target.subresource,
                                                 field_validation, self._dry_run(request))
             return respond(obj, 200, warnings)
         if request.method == "PATCH":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            if content_type == "application/apply-patch+yaml":
+                return await self._apply(request, target)
             patcher = patches.PATCHERS.get(content_type)
             if patcher is None:
                 raise unsupported_media_type(content_type)
             current = self.cluster.require(resource, namespace, name)
             patched = patcher(current, await self._json(request))
+            if not target.subresource and isinstance(patched, dict):
+                applying.record_update(current, patched, _manager(request), resource.api_version)
             obj, warnings = self.cluster.patch(resource, namespace, name, patched, target.subresource,
                                                field_validation, self._dry_run(request))
             return respond(obj, 200, warnings)
@@ -242,6 +271,33 @@ class RestHandlers:
             body, warnings = self.cluster.delete(resource, namespace, name, options)
             return respond(body, 200, warnings)
         raise method_not_allowed()
+
+    async def _apply(self, request: web.Request, target: Target) -> web.Response:
+        """Server-side apply: create or merge, with field managers and their conflicts."""
+        resource, namespace, name = target.resource, target.namespace or "", target.name or ""
+        manager = request.query.get("fieldManager", "")
+        if not manager:
+            raise ApiError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+                           {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
+                               {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]})
+        if target.subresource:
+            raise bad_request("server-side apply of a subresource is not served here")
+        applied = await self._json(request)
+        if not isinstance(applied, dict) or not applied.get("apiVersion") or not applied.get("kind"):
+            raise bad_request("invalid object type: /, Kind=" if not isinstance(applied, dict) else
+                              f"invalid object type: {applied.get('apiVersion', '')}, Kind={applied.get('kind', '')}")
+        meta = applied.setdefault("metadata", {})
+        if meta.get("name", name) != name:
+            raise bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
+        meta["name"] = name
+        field_validation = request.query.get("fieldValidation", "Strict")
+        current = self.store.get(resource.storage_key, namespace if resource.namespaced else "", name)
+        merged = applying.apply(current, applied, manager, _flag(request, "force"), resource.api_version)
+        if current is None:
+            obj, warnings = self.cluster.create(resource, target.namespace, merged, field_validation, self._dry_run(request))
+            return respond(obj, 201, warnings)
+        obj, warnings = self.cluster.patch(resource, namespace, name, merged, "", field_validation, self._dry_run(request))
+        return respond(obj, 200, warnings)
 
     async def _log(self, request: web.Request, target: Target) -> web.StreamResponse:
         pod = self.cluster.require(target.resource, target.namespace or "", target.name or "")
