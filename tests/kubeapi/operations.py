@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+import time
 import uuid
 from base64 import b64encode
 from datetime import datetime, timedelta, timezone
@@ -37,11 +38,25 @@ def now_micro() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _unchanged(updated: dict[str, Any], current: dict[str, Any]) -> bool:
+    def comparable(obj: dict[str, Any]) -> dict[str, Any]:
+        view = copy.deepcopy(obj)
+        view.get("metadata", {}).pop("resourceVersion", None)
+        return view
+    return comparable(updated) == comparable(current)
+
+
 class Cluster:
     def __init__(self, store: Store) -> None:
         self.store = store
 
     # events ----------------------------------------------------------------------------
+    _last_event_ns = 0
+
+    def _event_clock(self) -> int:
+        self._last_event_ns = max(time.time_ns(), self._last_event_ns + 1)
+        return self._last_event_ns
+
     def record_event(self, obj: dict[str, Any], reason: str, message: str, kind: str = "Normal", component: str = "",
                      host: str = "", field_path: str = "", series_time: bool = False) -> None:
         """A core/v1 Event about ``obj``, as client-go's event recorder writes it: a repeat of the
@@ -71,7 +86,9 @@ class Cluster:
                 return
         event: dict[str, Any] = {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": namespace},
+            # client-go names an event after the object and the time in nanoseconds, in hex, so
+            # that listing by name (etcd's order) lists events in the order they happened
+            "metadata": {"name": f"{meta['name']}.{self._event_clock():x}", "namespace": namespace},
             "involvedObject": involved, "reason": reason, "message": message, "type": kind,
             "reportingComponent": component, "reportingInstance": host or "",
         }
@@ -194,6 +211,9 @@ class Cluster:
             if updated.get("spec") != current.get("spec") and "generation" in current["metadata"]:
                 meta["generation"] = current["metadata"]["generation"] + 1
         warnings = validation.validate(resource, updated, field_validation)
+        if _unchanged(updated, current):
+            # the storage writes nothing for a no-op update: same object, same resourceVersion
+            return current, warnings
         if dry_run:
             return updated, warnings
         return self.store.put(resource.storage_key, updated), warnings
