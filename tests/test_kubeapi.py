@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -225,3 +226,44 @@ def test_jobs_run_pods_in_docker(kube_api) -> None:
         time.sleep(0.2)
     assert not core.list_namespaced_pod(ns, label_selector="job-name=ok").items
     api_client.close()
+
+
+# protobuf bodies --------------------------------------------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_names = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=_names, labels=st.dictionaries(_names, _names, max_size=3), data=st.dictionaries(_names, _text, max_size=4),
+       binary=st.dictionaries(_names, st.binary(max_size=20), max_size=2), command=st.lists(_text, min_size=1, max_size=4),
+       backoff=st.integers(0, 10), cpu=st.sampled_from(["100m", "1", "2500m"]), port=st.one_of(st.integers(1, 65535), _names))
+def test_protobuf_bodies_round_trip(name, labels, data, binary, command, backoff, cpu, port) -> None:
+    """What the k8s\\0 envelope carries decodes to the JSON form it was made from: maps, bytes
+    (base64), quantities, IntOrString, times, and a pointer field's zero (backoffLimit: 0)."""
+    from tests.kubeapi import protobuf
+
+    meta = {"name": name, "namespace": "ns", "creationTimestamp": "2026-01-02T03:04:05Z", **({"labels": labels} if labels else {})}
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, **({"data": data} if data else {}),
+                  **({"binaryData": {k: base64.b64encode(v).decode() for k, v in binary.items()}} if binary else {})}
+    container = {"name": "main", "image": IMAGE, "command": command, "resources": {"limits": {"cpu": cpu}},
+                 "readinessProbe": {"httpGet": {"path": "/", "port": port}},  # inlined ProbeHandler
+                 "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": name, "key": "k"}}}]}  # inlined LocalObjectReference
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+           "spec": {"backoffLimit": backoff, "template": {"spec": {"restartPolicy": "Never", "containers": [container],
+                                                          # inlined VolumeSource, an empty one included
+                                                          "volumes": [{"name": "v", "emptyDir": {}}, {"name": "s", "secret": {"secretName": name}}]}}}}
+    for obj in (config_map, job):
+        body = protobuf.encode(obj)
+        assert body is not None and body.startswith(b"k8s\x00")
+        assert protobuf.decode(body) == obj
+
+
+def test_protobuf_refuses_what_is_not_a_kubernetes_body(kube_api_nopods) -> None:
+    url = kube_api_nopods.url + f"/api/v1/namespaces/{kube_api_nopods.namespace}/configmaps"
+    request = urllib.request.Request(url, data=b"not protobuf", method="POST", headers={
+        "Content-Type": "application/vnd.kubernetes.protobuf", "Authorization": f"Bearer {kube_api_nopods.server.credentials.admin_token}"})
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request, timeout=30, context=kube_api_nopods.server.credentials.client_context())
+    assert error.value.code == 400 and "k8s\\x00" in json.loads(error.value.read())["message"]

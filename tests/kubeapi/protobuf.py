@@ -47,8 +47,12 @@ KEEP_ZERO = frozenset({
     "failedJobsHistoryLimit", "terminationGracePeriodSeconds", "automountServiceAccountToken", "shareProcessNamespace",
     "hostUsers", "optional", "immutable", "privileged", "runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup",
     "readOnlyRootFilesystem", "allowPrivilegeEscalation", "defaultMode", "gracePeriodSeconds", "orphanDependents",
-    "allowed", "denied",
+    "allowed", "denied", "priority", "started",
+    # non-pointer fields Go's JSON always writes (no omitempty)
+    "restartCount", "exitCode", "ready",
 })
+# embedded Go structs (``json:""``): their own message on the wire, their fields inline in JSON
+INLINE = frozenset({"volumeSource", "persistentVolumeSource", "localObjectReference", "handler", "ephemeralContainerCommon"})
 _ZERO_GO_TIME = -62135596800  # time.Time{}.Unix(): what a Go zero time would say if it were sent
 
 
@@ -159,7 +163,9 @@ def to_json(message: Any) -> Any:
         return value
     obj: dict[str, Any] = {}
     for field, value in message.ListFields():
-        if _is_map(field):
+        if field.name in INLINE and field.type == FieldDescriptor.TYPE_MESSAGE:
+            obj.update(to_json(value) or {})
+        elif _is_map(field):
             value_field = field.message_type.fields_by_name["value"]
             obj[field.name] = {k: _value(value_field, v) for k, v in value.items()}
         elif _repeated(field):
@@ -226,6 +232,12 @@ def from_json(cls_or_message: Any, obj: Any) -> Any:
     if _set_special(message, obj) or not isinstance(obj, dict):
         return message
     fields = message.DESCRIPTOR.fields_by_name
+    obj = dict(obj)
+    for name in INLINE & set(fields):
+        inlined = {k: obj.pop(k) for k in list(obj) if k in fields[name].message_type.fields_by_name}
+        if inlined:
+            from_json(getattr(message, name), inlined)
+            getattr(message, name).SetInParent()
     for key, value in obj.items():
         field = fields.get(key)
         if field is None or value is None:
