@@ -242,7 +242,7 @@ _text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_si
 def test_protobuf_bodies_round_trip(name, labels, data, binary, command, backoff, cpu, port) -> None:
     """What the k8s\\0 envelope carries decodes to the JSON form it was made from: maps, bytes
     (base64), quantities, IntOrString, times, and a pointer field's zero (backoffLimit: 0)."""
-    from tests.kubeapi import protobuf
+    from orcakit.kubeapi import protobuf
 
     meta = {"name": name, "namespace": "ns", "creationTimestamp": "2026-01-02T03:04:05Z", **({"labels": labels} if labels else {})}
     config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, **({"data": data} if data else {}),

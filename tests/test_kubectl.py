@@ -8,7 +8,7 @@ events, the wording of its answers. A regression in fidelity (a lost column, an 
 kubelet no longer records, protobuf bodies refused, server-side apply unavailable) fails a row,
 and the report lists every failed row of the scenario at once.
 
-One server per module (the module fixture runs ``python -m tests.kubeapi``, the command the
+One server per module (the module fixture runs ``python -m orcakit.kubeapi``, the command the
 README documents, and reads its kubeconfig); under pytest-xdist each worker starts its own, and
 the scenarios share nothing but the server.
 """
@@ -31,8 +31,8 @@ pytestmark = pytest.mark.docker
 
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
 IMAGE = "orcakit/python-base:bookworm"
-# the command the README documents for starting the environment
-START = [sys.executable, "-m", "tests.kubeapi"]
+# the command the README documents for starting the environment (`orcakit kubeapi` is the same)
+START = [sys.executable, "-m", "orcakit.kubeapi"]
 AGE = r"\d+(s|m\d*s?)"  # HumanDuration below a few minutes: 5s, 2m3s, 4m
 
 
@@ -44,7 +44,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    from tests.kubeapi.fixtures import _docker_or_skip
+    from orcakit.kubeapi.fixtures import _docker_or_skip
 
     _docker_or_skip()
     folder = tmp_path_factory.mktemp("kubectl")
