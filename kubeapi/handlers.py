@@ -25,6 +25,9 @@ from .status import ApiError, bad_request, method_not_allowed, unsupported_media
 from .tables import table, wants_table
 
 
+# who the request's token authenticates (set by the server's authentication middleware)
+USER: Any = web.RequestKey("user", str) if hasattr(web, "RequestKey") else "user"
+
 # what a real server answers for a path it does not serve (note the empty details)
 NOT_SERVED = ApiError(404, "NotFound", "the server could not find the requested resource", {})
 
@@ -123,7 +126,8 @@ class RestHandlers:
         if resource.review:
             if request.method != "POST":
                 raise method_not_allowed()
-            return respond(review(resource, await self._json(request), request.query.get("fieldValidation", "Warn")), 201)
+            return respond(review(resource, await self._json(request), request.query.get("fieldValidation", "Warn"),
+                                  request.get(USER, "")), 201)
         if request.method == "GET":
             if _flag(request, "watch"):
                 return await self._watch(request, target)
@@ -396,16 +400,26 @@ def _negotiated(request: web.Request, response: web.StreamResponse) -> web.Strea
     return web.Response(body=encoded, status=response.status, headers=headers, content_type=protobuf.MEDIA_TYPE)
 
 
-def review(resource: Resource, body: Any, field_validation: str) -> dict[str, Any]:
+def review(resource: Resource, body: Any, field_validation: str, user: str = "") -> dict[str, Any]:
     """A SelfSubject*Review answered by the server's authorizer, which allows every authenticated
     request (a kube-apiserver with ``--authorization-mode=AlwaysAllow``): the kubeconfig's admin
-    and the pods' service-account tokens may do anything, and say so when asked."""
+    and the pods' service-account tokens may do anything, and say so when asked. A
+    SelfSubjectReview (``kubectl auth whoami``) names the user and the groups of the token."""
     from . import validation
 
     if not isinstance(body, dict) or body.get("kind", resource.kind) != resource.kind:
         raise bad_request(f"the object provided is unrecognized (must be of type {resource.kind})")
     obj = {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": body.get("metadata") or {}, "spec": body.get("spec") or {}}
     validation.check_schema(resource, obj, field_validation)
+    if resource.kind == "SelfSubjectReview":
+        obj.pop("spec", None)
+        if user.startswith("system:serviceaccount:"):
+            namespace = user.split(":")[2]
+            groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"]
+        else:
+            groups = ["system:masters", "system:authenticated"]
+        obj["status"] = {"userInfo": {"username": user, "groups": groups}}
+        return obj
     if resource.kind == "SelfSubjectAccessReview":
         obj["status"] = {"allowed": True}
     else:

@@ -90,8 +90,10 @@ class Kubelet:
     async def _run(self, namespace: str, name: str, uid: str) -> None:
         def bind(pod: dict[str, Any]) -> None:
             pod["spec"]["nodeName"] = NODE
+            # bound, its containers not yet started: what kubectl shows as ContainerCreating
             pod["status"].update(hostIP="127.0.0.1", hostIPs=[{"ip": "127.0.0.1"}], startTime=now(),
-                                 conditions=[{"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now()}])
+                                 conditions=[{"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now()}],
+                                 containerStatuses=[self._waiting(c, "ContainerCreating", "") for c in pod["spec"]["containers"]])
         pod = self._update_status(namespace, name, uid, bind)
         if pod is None:
             return
@@ -269,7 +271,8 @@ class Kubelet:
         return {"name": container["name"], "image": container["image"], "imageID": "", "restartCount": restarts, "started": False, "ready": False}
 
     def _waiting(self, container: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
-        return {**self._base(container, 0), "state": {"waiting": {"reason": reason, "message": message}}}
+        waiting = {"reason": reason, "message": message} if message else {"reason": reason}
+        return {**self._base(container, 0), "state": {"waiting": waiting}}
 
     def _running_status(self, container: dict[str, Any], docker_container: Any, restarts: int) -> dict[str, Any]:
         return {**self._base(container, restarts), "containerID": f"docker://{docker_container.id}", "started": True, "ready": True,

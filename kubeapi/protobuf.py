@@ -37,7 +37,7 @@ _META = "k8s.io.apimachinery.pkg.apis.meta.v1"
 # apiVersion -> the proto package of its messages
 _PACKAGES = {
     "v1": "k8s.io.api.core.v1", "batch/v1": "k8s.io.api.batch.v1", "rbac.authorization.k8s.io/v1": "k8s.io.api.rbac.v1",
-    "authorization.k8s.io/v1": "k8s.io.api.authorization.v1", "events.k8s.io/v1": "k8s.io.api.events.v1",
+    "authorization.k8s.io/v1": "k8s.io.api.authorization.v1", "authentication.k8s.io/v1": "k8s.io.api.authentication.v1", "events.k8s.io/v1": "k8s.io.api.events.v1",
     "meta.k8s.io/v1": _META,
 }
 # pointer fields (``*int32``, ``*bool``, ...) whose zero value is a choice the JSON form keeps

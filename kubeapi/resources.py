@@ -73,9 +73,11 @@ RESOURCES = [
     Resource("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False),
     Resource("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", namespaced=False, verbs=("create",)),
     Resource("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", namespaced=False, verbs=("create",)),
+    Resource("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", namespaced=False, verbs=("create",)),
 ]
 
-GROUPS = {"": ["v1"], "batch": ["v1"], "events.k8s.io": ["v1"], "rbac.authorization.k8s.io": ["v1"], "authorization.k8s.io": ["v1"]}
+GROUPS = {"": ["v1"], "batch": ["v1"], "events.k8s.io": ["v1"], "rbac.authorization.k8s.io": ["v1"], "authorization.k8s.io": ["v1"],
+          "authentication.k8s.io": ["v1"]}
 
 
 def find(group: str, version: str, plural: str) -> Resource | None:

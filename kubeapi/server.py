@@ -22,7 +22,7 @@ from aiohttp import web
 from . import discovery
 from .auth import Credentials
 from .controllers import Controllers
-from .handlers import NOT_SERVED, RestHandlers, respond
+from .handlers import NOT_SERVED, USER, RestHandlers, respond
 from .status import ApiError
 from .kubelet import Kubelet
 from .operations import Cluster
@@ -67,8 +67,10 @@ def build(options: Options, credentials: Credentials) -> tuple[web.Application, 
 def _authenticate(credentials: Credentials) -> Any:
     @web.middleware
     async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
-        if credentials.user(request.headers.get("Authorization")) is None:
+        user = credentials.user(request.headers.get("Authorization"))
+        if user is None:
             return respond(ApiError(401, "Unauthorized", "Unauthorized").body(), 401)
+        request[USER] = user  # for SelfSubjectReview (kubectl auth whoami)
         return await handler(request)
 
     return authenticate

@@ -21,7 +21,7 @@ mkdir -p "$work/src/k8s.io"
 ln -s "$api" "$work/src/k8s.io/api"
 ln -s "$machinery" "$work/src/k8s.io/apimachinery"
 uv venv -q "$work/venv" && uv pip install -q --python "$work/venv/bin/python" grpcio-tools
-groups="core/v1 batch/v1 rbac/v1 authorization/v1 events/v1"
+groups="core/v1 batch/v1 rbac/v1 authorization/v1 authentication/v1 events/v1"
 files=()
 for g in $groups; do files+=("k8s.io/api/$g/generated.proto"); done
 (cd "$work/src" && "$work/venv/bin/python" -m grpc_tools.protoc -I. --include_imports \
