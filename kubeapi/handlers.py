@@ -87,8 +87,9 @@ def _flag(request: web.Request, name: str) -> bool:
 
 
 class RestHandlers:
-    def __init__(self, cluster: Cluster, logs: LogSource | None, bookmark_interval: float) -> None:
+    def __init__(self, cluster: Cluster, logs: LogSource | None, bookmark_interval: float, tokens: Any = None) -> None:
         self.cluster = cluster
+        self.tokens = tokens  # the server's Credentials: they issue TokenRequest tokens
         self.store = cluster.store
         self.log_source = logs
         self.bookmark_interval = bookmark_interval
@@ -112,6 +113,8 @@ class RestHandlers:
                 return await self._collection(request, target)
             if target.subresource == "log" and target.resource.kind == "Pod":
                 return await self._log(request, target)
+            if target.subresource == "token" and target.resource.kind == "ServiceAccount":
+                return await self._token(request, target)
             if target.resource.review:
                 raise NOT_SERVED
             if target.subresource and target.subresource not in target.resource.subresources:
@@ -302,6 +305,32 @@ class RestHandlers:
             return respond(obj, 201, warnings)
         obj, warnings = self.cluster.patch(resource, namespace, name, merged, "", field_validation, self._dry_run(request))
         return respond(obj, 200, warnings)
+
+    async def _token(self, request: web.Request, target: Target) -> web.Response:
+        """``serviceaccounts/NAME/token`` (TokenRequest, ``kubectl create token``): a bearer token
+        for the service account, which the server accepts until it stops (``expirationTimestamp``
+        says what was asked; it is not enforced here)."""
+        if request.method != "POST":
+            raise method_not_allowed()
+        account = self.cluster.require(target.resource, target.namespace or "", target.name or "")
+        body = await self._json(request)
+        spec = (body or {}).get("spec") or {}
+        seconds = int(spec.get("expirationSeconds") or 3600)
+        if seconds < 600:
+            raise ApiError(422, "Invalid", f'TokenRequest.authentication.k8s.io "{target.name}" is invalid: spec.expirationSeconds: '
+                           "Invalid value: {seconds}: may not specify a duration less than 10 minutes".replace("{seconds}", str(seconds)))
+        if self.tokens is None:
+            raise NOT_SERVED
+        from .operations import now
+
+        meta = account["metadata"]
+        token = self.tokens.issue(meta["namespace"], meta["name"])
+        answer = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                  "metadata": {"name": meta["name"], "namespace": meta["namespace"], "creationTimestamp": None},
+                  "spec": {"audiences": spec.get("audiences") or ["https://kubernetes.default.svc.cluster.local"],
+                           "expirationSeconds": seconds, "boundObjectRef": spec.get("boundObjectRef")},
+                  "status": {"token": token, "expirationTimestamp": now(seconds)}}
+        return respond(answer, 201)
 
     async def _log(self, request: web.Request, target: Target) -> web.StreamResponse:
         pod = self.cluster.require(target.resource, target.namespace or "", target.name or "")

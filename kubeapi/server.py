@@ -55,7 +55,7 @@ def build(options: Options, credentials: Credentials) -> tuple[web.Application, 
     controllers = Controllers(cluster, job_backoff=options.job_backoff, ca_pem=credentials.ca_pem)
     controllers.start()
     app.on_cleanup.append(lambda _app: controllers.stop())
-    handlers = RestHandlers(cluster, kubelet, options.bookmark_interval)
+    handlers = RestHandlers(cluster, kubelet, options.bookmark_interval, credentials)
     discovery.add_routes(app)
     app.router.add_route("*", "/api/{tail:.+}", handlers.core)
     app.router.add_route("*", "/apis/{tail:.+}", handlers.grouped)

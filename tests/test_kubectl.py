@@ -192,6 +192,8 @@ SCENARIOS: dict[str, list[Row]] = {
     "rbac-and-auth": [
         Row("create namespace {ns}", [r"^namespace/{ns} created$"]),
         Row("create serviceaccount bot -n {ns}", [r"^serviceaccount/bot created$"]),
+        Row("create token bot -n {ns}", [r"^[A-Za-z0-9_-]{20,}$"]),
+        Row("create token nobody -n {ns}", err=[r'^error: failed to create token: serviceaccounts "nobody" not found$'], code=1),
         Row("create role reader --verb=get,list --resource=pods -n {ns}", [r"^role.rbac.authorization.k8s.io/reader created$"]),
         Row("create rolebinding rb --role=reader --serviceaccount={ns}:bot -n {ns}", [r"^rolebinding.rbac.authorization.k8s.io/rb created$"]),
         Row("get serviceaccounts -n {ns}", [r"^NAME\s+SECRETS\s+AGE$", rf"^bot\s+0\s+{AGE}$", rf"^default\s+0\s+{AGE}$"]),
