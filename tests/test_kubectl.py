@@ -19,6 +19,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -267,14 +268,22 @@ def test_watch_rows_carry_every_column(env: Env) -> None:
     assert kubectl(env, "create", "namespace", ns).returncode == 0
     watch = subprocess.Popen([KUBECTL, "--kubeconfig", str(env.kubeconfig), "get", "pods", "-w", "-n", ns], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
+    printed: list[str] = []
+    reader = threading.Thread(target=lambda: printed.extend(iter(watch.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
         created = kubectl(env, "create", "job", "w", f"--image={IMAGE}", "-n", ns, "--", "true")
         assert created.returncode == 0, created.stderr
         assert kubectl(env, "wait", "--for=condition=complete", "job/w", "--timeout=90s", "-n", ns).returncode == 0
-        time.sleep(1)  # the last update row on its way
+        deadline = time.monotonic() + 60  # the last update row on its way, however loaded the machine
+        while not any("Completed" in line for line in printed) and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         watch.send_signal(signal.SIGINT)
-        out, err = watch.communicate(timeout=30)
+        watch.wait(30)
+        reader.join(10)  # the reader owns stdout: reading it here too would race it
+        err = watch.stderr.read() if watch.stderr else ""
+    out = "".join(printed)
     lines = [line for line in out.splitlines() if line.strip()]
     assert re.fullmatch(r"NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE", lines[0]), out + err
     assert lines.count(lines[0]) == 1, "the header is printed once: " + out
