@@ -124,10 +124,12 @@ class Kubelet:
                     present = await asyncio.to_thread(self._image_present, container["image"])
                     if present:
                         # images are never pulled here: a missing one is an ErrImagePull, whatever the pull policy
-                        self._event(pod, container, "Pulled", f'Container image "{container["image"]}" already present on machine')
+                        # the wording of 1.35+ kubelets, which name the container in fieldPath only
+                        self._event(pod, container, "Pulled",
+                                    f'Container image "{container["image"]}" already present on machine and can be accessed by the pod')
                     started.append(await asyncio.to_thread(self._start, pod, container, envs[index], restarts[index]))
-                    self._event(pod, container, "Created", f"Created container: {container['name']}")
-                    self._event(pod, container, "Started", f"Started container {container['name']}")
+                    self._event(pod, container, "Created", "Container created")
+                    self._event(pod, container, "Started", "Container started")
                 except Exception as exc:  # noqa: BLE001 - any engine error is the container's waiting reason
                     problem = " ".join(str(exc).split())[:300]
                     reason = "ErrImagePull" if "image" in problem.lower() or "not found" in problem.lower() else "RunContainerError"
