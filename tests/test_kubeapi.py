@@ -1,11 +1,14 @@
-"""The Kubernetes API test environment (tests/kubeapi) behaves as a kube-apiserver does.
+"""The local Kubernetes API environment (orcakit.kubeapi) behaves as a kube-apiserver does.
 
 - golden request/response pairs (tests/kubeapi/golden/*.json): raw HTTP requests and the exact
   answers, volatile fields (uid, timestamps, resourceVersions, generated names) normalized, so
   that a run against a real cluster can be diffed against them;
 - the official ``kubernetes`` client: CRUD, selectors, watch resume and 410 Gone;
 - kubectl 1.37: get, create -f (server-side field validation), describe, logs;
-- pods that really run in Docker: Jobs, secrets in env, exit codes, OOMKilled, backoffLimit.
+- pods that really run in Docker: Jobs, secrets in env, exit codes, OOMKilled, backoffLimit;
+- protobuf bodies: the k8s\\0 envelope round-trips the JSON form (Hypothesis), garbage is a 400.
+
+kubectl's printed output, command by command, is tests/test_kubectl.py's.
 """
 
 from __future__ import annotations
