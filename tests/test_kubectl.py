@@ -123,6 +123,34 @@ spec:
     command: ["sleep", "300"]
 """
 
+FAILING_JOBS_YAML = f"""apiVersion: batch/v1
+kind: Job
+metadata: {{name: policy}}
+spec:
+  backoffLimit: 6
+  podFailurePolicy:
+    rules:
+    - action: FailJob
+      onExitCodes: {{containerName: main, operator: In, values: [42]}}
+    - action: Count
+      onExitCodes: {{containerName: main, operator: NotIn, values: [0]}}
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{{name: main, image: "{IMAGE}", command: ["sh", "-c", "exit 42"]}}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: deadline}}
+spec:
+  activeDeadlineSeconds: 2
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      containers: [{{name: main, image: "{IMAGE}", command: ["sleep", "60"]}}]
+"""
+
 SCENARIOS: dict[str, list[Row]] = {
     # kubectl create (protobuf bodies), jobs that run, events as a cluster records them, logs, wait
     "jobs-and-events": [
@@ -212,6 +240,23 @@ SCENARIOS: dict[str, list[Row]] = {
         Row(["create", "cronjob", "cj", f"--image={IMAGE}", "--schedule=*/5 * * * *", "-n", "{ns}", "--", "true"], [r"^cronjob.batch/cj created$"]),
         Row("get cronjobs -n {ns}", [r"^NAME\s+SCHEDULE\s+TIMEZONE\s+SUSPEND\s+ACTIVE\s+LAST SCHEDULE\s+AGE$",
                                      rf"^cj\s+\*/5 \* \* \* \*\s+<none>\s+False\s+0\s+<none>\s+{AGE}$"]),
+    ],
+    # how Jobs fail: a podFailurePolicy FailJob rule, activeDeadlineSeconds (what ZenML's jobs use)
+    "job-failures": [
+        Row("create namespace {ns}", [r"^namespace/{ns} created$"]),
+        Row("apply -f - -n {ns}", [r"^job.batch/policy created$", r"^job.batch/deadline created$"], stdin=FAILING_JOBS_YAML),
+        Row("wait --for=condition=failed job/policy job/deadline --timeout=90s -n {ns}",
+            [r"^job.batch/policy condition met$", r"^job.batch/deadline condition met$"]),
+        Row("get jobs -n {ns}", [r"^NAME\s+STATUS\s+COMPLETIONS\s+DURATION\s+AGE$", rf"^policy\s+Failed\s+0/1\s+{AGE}\s+{AGE}$",
+                                 rf"^deadline\s+Failed\s+0/1\s+{AGE}\s+{AGE}$"]),
+        Row(["get", "job", "policy", "-n", "{ns}", "-o", "jsonpath={.status.failed} {.status.conditions[?(@.type=='Failed')].reason}"],
+            [r"^1 PodFailurePolicy$"]),
+        Row("get events --field-selector reason=PodFailurePolicy -n {ns}", [
+            r"^\S+\s+Warning\s+PodFailurePolicy\s+job/policy\s+Container main for pod {ns}/policy-\S+ failed with exit code 42 "
+            r"matching FailJob rule at index 0$"]),
+        Row(["get", "job", "deadline", "-n", "{ns}", "-o", "jsonpath={.status.conditions[?(@.type=='Failed')].reason}"], [r"^DeadlineExceeded$"]),
+        Row("get events --field-selector reason=DeadlineExceeded -n {ns}", [
+            r"^\S+\s+Warning\s+DeadlineExceeded\s+job/deadline\s+Job was active longer than specified deadline$"]),
     ],
     # cascading deletes, as kubectl asks for them
     "deletes": [
