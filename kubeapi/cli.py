@@ -29,7 +29,7 @@ def serve(port: int, kubeconfig: Path, namespace: str, no_pods: bool, watch_wind
         url = server.start()
     except Exception as exc:  # noqa: BLE001 - no Docker engine, a port in use...: say it and how to fix it
         hint = " (is Docker running? --no-pods serves the API without running pods)" if not no_pods else ""
-        raise click.ClickException(f"the Kubernetes API environment did not start: {' '.join(str(exc).split())[:300]}{hint}") from None
+        raise click.ClickException(f"{' '.join(str(exc).split())[:400]}{hint}") from None
     server.write_kubeconfig(kubeconfig, namespace)
     # stdout: the URL alone on the first line (for scripts); stderr: what to do with it
     print(url, flush=True)

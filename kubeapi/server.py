@@ -121,12 +121,20 @@ class ServerThread:
     def start(self) -> str:
         self._thread.start()
         if not self._ready.wait(30) or not self.url:
-            raise RuntimeError("the Kubernetes API test server did not start")
+            # what stopped it (no Docker engine, a port in use...), not a bare timeout
+            raise RuntimeError(f"the Kubernetes API environment did not start: {self._failure or 'no answer within 30 s'}")
         return self.url
+
+    _failure: BaseException | None = None
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._serve())
+        try:
+            self.loop.run_until_complete(self._serve())
+        except Exception as exc:  # noqa: BLE001 - reported by start(), in the caller's thread
+            self._failure = exc
+            self._ready.set()
+            return
         self._ready.set()
         self.loop.run_forever()
 
