@@ -6,7 +6,9 @@
 - the official ``kubernetes`` client: CRUD, selectors, watch resume and 410 Gone;
 - kubectl 1.37: get, create -f (server-side field validation), describe, logs;
 - pods that really run in Docker: Jobs, secrets in env, exit codes, OOMKilled, backoffLimit;
-- protobuf bodies: the k8s\\0 envelope round-trips the JSON form (Hypothesis), garbage is a 400.
+- protobuf bodies: the k8s\\0 envelope round-trips the JSON form (Hypothesis), garbage is a 400;
+- ZenML 0.98's own Kubernetes helpers (service account, RoleBinding, secrets, a Job with its
+  podFailurePolicy, a CronJob), unmodified, in a subprocess.
 
 kubectl's printed output, command by command, is tests/test_kubectl.py's.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 pytest_plugins = ["tests.kubeapi.fixtures"]
 
@@ -232,7 +236,6 @@ def test_jobs_run_pods_in_docker(kube_api) -> None:
 
 
 # protobuf bodies --------------------------------------------------------------------------
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 _names = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
 _text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
@@ -270,3 +273,61 @@ def test_protobuf_refuses_what_is_not_a_kubernetes_body(kube_api_nopods) -> None
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(request, timeout=30, context=kube_api_nopods.server.credentials.client_context())
     assert error.value.code == 400 and "k8s\\x00" in json.loads(error.value.read())["message"]
+
+
+# ZenML's own Kubernetes helpers -----------------------------------------------------------
+_ZENML_SCRIPT = r'''
+import json, sys
+from kubernetes import client as k8s, config
+from zenml.integrations.kubernetes import kube_utils, manifest_utils as mu
+
+api = config.new_client_from_config(sys.argv[1])
+core, batch, rbac = k8s.CoreV1Api(api), k8s.BatchV1Api(api), k8s.RbacAuthorizationV1Api(api)
+ns, image, seen = sys.argv[2], sys.argv[3], {}
+kube_utils.create_namespace(core, ns)
+for _ in range(2):  # the second time every create answers 409, which ZenML takes as "exists"
+    kube_utils.create_edit_service_account(core, rbac, "zenml-service-account", ns)
+kube_utils.create_or_update_secret(core, ns, "zsecret", {"KEY": "one"})
+kube_utils.create_or_update_secret(core, ns, "zsecret", {"KEY": "two"})
+pod = mu.build_pod_manifest(pod_name=None, image_name=image, command=["sh", "-c"], args=["echo step ran; exit 42"], privileged=False,
+                            service_account_name="zenml-service-account", env={"A": "1"}, labels={"run": "r1"})
+policy = {"rules": [{"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]}
+job = mu.build_job_manifest(job_name="zjob", pod_template=mu.pod_template_manifest_from_pod(pod), backoff_limit=3,
+                            ttl_seconds_after_finished=600, labels={"run": "r1"}, active_deadline_seconds=300, pod_failure_policy=policy)
+kube_utils.create_job(batch_api=batch, namespace=ns, job_manifest=job)
+try:
+    kube_utils.wait_for_job_to_finish(lambda: api, ns, "zjob", backoff_interval=0.5, stream_logs=False, container_name="main")
+except RuntimeError as error:
+    seen["error"] = str(error)
+seen["conditions"] = [[c.type, c.reason] for c in kube_utils.get_job(batch, ns, "zjob").status.conditions]
+cron = mu.build_cron_job_manifest(job_template=mu.job_template_manifest_from_job(job), cron_expression="*/5 * * * *",
+                                  successful_jobs_history_limit=1, failed_jobs_history_limit=1, concurrency_policy="Forbid")
+cron.metadata = k8s.V1ObjectMeta(name="zcron")
+batch.create_namespaced_cron_job(ns, cron)
+batch.patch_namespaced_cron_job("zcron", ns, {"spec": {"suspend": True}})
+seen["suspended"] = batch.read_namespaced_cron_job("zcron", ns).spec.suspend
+seen["secret"] = core.read_namespaced_secret("zsecret", ns).data
+seen["accounts"] = [p.spec.service_account_name for p in core.list_namespaced_pod(ns, label_selector="run=r1").items]
+seen["bindings"] = [(b.role_ref.name, b.subjects[0].name) for b in rbac.list_namespaced_role_binding(ns).items]
+print(json.dumps(seen))
+'''
+
+
+@pytest.mark.docker
+def test_zenml_kubernetes_helpers_against_the_environment(kube_api, tmp_path) -> None:
+    """ZenML 0.98's own Kubernetes helpers (what its KubernetesOrchestrator calls), unmodified:
+    service account and RoleBinding, secrets, a Job with ZenML's podFailurePolicy whose FailJob
+    rule ends it, a CronJob suspended by patch. Run in a subprocess with its own ZenML config."""
+    pytest.importorskip("zenml.integrations.kubernetes")
+    env = {**os.environ, "ZENML_CONFIG_PATH": str(tmp_path / "zenml"), "ZENML_ANALYTICS_OPT_IN": "false",
+           "ZENML_LOGGING_VERBOSITY": "WARN"}
+    result = subprocess.run([sys.executable, "-c", _ZENML_SCRIPT, str(kube_api.kubeconfig), "zenml-helpers", IMAGE],
+                            capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert re.search(r"Container main for pod zenml-helpers/zjob-\w+ failed with exit code 42 matching FailJob rule at index 0",
+                     seen["error"]), seen
+    assert seen["conditions"] == [["FailureTarget", "PodFailurePolicy"], ["Failed", "PodFailurePolicy"]]
+    assert seen["suspended"] is True and base64.b64decode(seen["secret"]["KEY"]) == b"two"
+    assert seen["accounts"] == ["zenml-service-account"] and seen["bindings"] == [["edit", "zenml-service-account"]]
