@@ -251,8 +251,12 @@ class Kubelet:
             options["memswap_limit"] = options["mem_limit"]  # no swap: a pod over its limit is OOMKilled
         return self.docker.containers.run(
             container["image"], entrypoint=container.get("command"), command=container.get("args"),
-            # a pod's hostname is its name (Docker cannot set one on the host network: the variable says it)
-            environment=env if pod["spec"].get("hostNetwork") else {"HOSTNAME": meta["name"], **env},
+            # a pod's hostname is spec.hostname or its name (what socket.gethostname() says, which
+            # ZenML's orchestrator pod uses to find itself), resolving to the pod IP as in a
+            # pod's /etc/hosts; a hostNetwork pod has the node's, as on a cluster
+            environment=env if pod["spec"].get("hostNetwork") else {"HOSTNAME": self._hostname(pod), **env},
+            **({} if pod["spec"].get("hostNetwork") else {"hostname": self._hostname(pod),
+                                                         "extra_hosts": {self._hostname(pod): "127.0.0.1"}}),
             working_dir=container.get("workingDir"), network_mode="host", detach=True, volumes=self._service_account_volume(pod),
             # a shared process namespace makes the pause container PID 1; Docker's init plays it
             init=bool(pod["spec"].get("shareProcessNamespace")),
@@ -260,6 +264,10 @@ class Kubelet:
             labels={LABEL: self.server_id, f"{LABEL}.pod-uid": meta["uid"], f"{LABEL}.pod": meta["name"],
                     f"{LABEL}.namespace": meta["namespace"], f"{LABEL}.container": container["name"]},
             **options)
+
+    @staticmethod
+    def _hostname(pod: dict[str, Any]) -> str:
+        return (pod["spec"].get("hostname") or pod["metadata"]["name"])[:63]
 
     @staticmethod
     def _wait(docker_container: Any) -> dict[str, Any]:

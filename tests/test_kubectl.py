@@ -183,6 +183,11 @@ SCENARIOS: dict[str, list[Row]] = {
         Row("describe job j -n {ns}", [r"^Name:\s+j$", r"^Pods Statuses:\s+0 Active \(0 Ready\) / 1 Succeeded / 0 Failed$",
                                        r"^\s+Normal\s+SuccessfulCreate\s+\S+\s+job-controller\s+Created pod: j-\S+$"]),
         Row("create job dry --image=x -n {ns} --dry-run=server", [r"^job.batch/dry created \(server dry run\)$"]),
+        # a pod's hostname is its name, resolving to its IP (what ZenML's orchestrator pod relies on)
+        Row(["run", "hn", f"--image={IMAGE}", "--restart=Never", "-n", "{ns}", "--", "python3", "-c",
+             "import socket; print(socket.gethostname(), socket.gethostbyname(socket.gethostname()))"], [r"^pod/hn created$"]),
+        Row("wait --for=jsonpath={.status.phase}=Succeeded pod/hn --timeout=90s -n {ns}", [r"^pod/hn condition met$"]),
+        Row("logs hn -n {ns}", [r"^hn 127.0.0.1$"]),
         Row("get job dry -n {ns}", err=[r'^Error from server \(NotFound\): jobs.batch "dry" not found$'], code=1),
     ],
     # server-side apply (field managers, conflicts, force), client-side apply, the three patch kinds, selectors
