@@ -7,6 +7,9 @@ on the host network so that steps reach PostgreSQL and moto S3 on loopback. Stat
 kubelet reports it: Pending → Running → Succeeded/Failed, ``containerStatuses`` with
 ``state.terminated.exitCode`` and ``reason`` Completed/Error/OOMKilled, restarts per
 ``restartPolicy``. A gracefully deleted pod has its containers stopped, then leaves the store.
+A pod's hostname is its name. Images the engine lacks are pulled (Pulling/Pulled events); the
+events a kubelet records (Pulled, Created, Started, Killing, BackOff, Failed) are recorded with
+the container's ``fieldPath``, and the scheduler's Scheduled for the binding.
 Docker calls block, so they run in threads; every status write goes through the event loop.
 """
 
@@ -37,6 +40,10 @@ def quantity(text: Any) -> float:
     if suffix.startswith("e"):
         return float(number) * 10 ** int(suffix[1:])
     return float(number) * _UNITS[suffix]
+
+
+class ImagePullError(Exception):
+    """The engine could not pull a pod's image (ErrImagePull)."""
 
 
 class ConfigError(Exception):
@@ -121,18 +128,28 @@ class Kubelet:
                     self._event(pod, container, "BackOff", f"Back-off restarting failed container {container['name']} in pod "
                                 f"{name}_{namespace}({uid})", "Warning")
                 try:
-                    present = await asyncio.to_thread(self._image_present, container["image"])
-                    if present:
-                        # images are never pulled here: a missing one is an ErrImagePull, whatever the pull policy
-                        # the wording of 1.35+ kubelets, which name the container in fieldPath only
-                        self._event(pod, container, "Pulled",
-                                    f'Container image "{container["image"]}" already present on machine and can be accessed by the pod')
+                    image = container["image"]
+                    if await asyncio.to_thread(self._image_present, image):
+                        # an image the engine has is used whatever the pull policy (no re-pull for
+                        # Always); the wording of 1.35+ kubelets, which name the container in fieldPath
+                        self._event(pod, container, "Pulled", f'Container image "{image}" already present on machine and can be accessed by the pod')
+                    else:
+                        # the engine pulls it, from any registry it reaches (one on loopback, say)
+                        self._event(pod, container, "Pulling", f'Pulling image "{image}"')
+                        began = asyncio.get_running_loop().time()
+                        try:
+                            size = await asyncio.to_thread(self._pull, image)
+                        except Exception as exc:  # noqa: BLE001 - whatever the engine says is the pull's failure
+                            raise ImagePullError(" ".join(str(exc).split())[:300]) from None
+                        took = f"{asyncio.get_running_loop().time() - began:.3f}s"
+                        self._event(pod, container, "Pulled", f'Successfully pulled image "{image}" in {took} ({took} including waiting). '
+                                                              f"Image size: {size} bytes.")
                     started.append(await asyncio.to_thread(self._start, pod, container, envs[index], restarts[index]))
                     self._event(pod, container, "Created", "Container created")
                     self._event(pod, container, "Started", "Container started")
                 except Exception as exc:  # noqa: BLE001 - any engine error is the container's waiting reason
                     problem = " ".join(str(exc).split())[:300]
-                    reason = "ErrImagePull" if "image" in problem.lower() or "not found" in problem.lower() else "RunContainerError"
+                    reason = "ErrImagePull" if isinstance(exc, ImagePullError) else "RunContainerError"
                     if reason == "ErrImagePull":
                         self._event(pod, container, "Failed", f'Failed to pull image "{container["image"]}": {problem}', "Warning")
                     self._event(pod, container, "Failed", f"Error: {reason}", "Warning")
@@ -167,6 +184,14 @@ class Kubelet:
     def _event(self, pod: dict[str, Any], container: dict[str, Any], reason: str, message: str, kind: str = "Normal") -> None:
         self.cluster.record_event(pod, reason, message, kind, component="kubelet", host=NODE,
                                   field_path=f"spec.containers{{{container['name']}}}")
+
+    def _pull(self, image: str) -> int:
+        if "@" in image:  # by digest
+            pulled = self.docker.images.pull(image)
+        else:
+            repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+            pulled = self.docker.images.pull(repository, tag=tag)
+        return int(pulled.attrs.get("Size", 0))
 
     def _image_present(self, image: str) -> bool:
         try:

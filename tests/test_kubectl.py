@@ -189,6 +189,14 @@ SCENARIOS: dict[str, list[Row]] = {
         Row("wait --for=jsonpath={.status.phase}=Succeeded pod/hn --timeout=90s -n {ns}", [r"^pod/hn condition met$"]),
         Row("logs hn -n {ns}", [r"^hn 127.0.0.1$"]),
         Row("get job dry -n {ns}", err=[r'^Error from server \(NotFound\): jobs.batch "dry" not found$'], code=1),
+        # an image no registry has: the pull fails as a kubelet's does
+        Row("run nope --image=localhost:1/orcakit-absent:1 --restart=Never -n {ns}", [r"^pod/nope created$"]),
+        Row("wait --for=jsonpath={.status.containerStatuses[0].state.waiting.reason}=ErrImagePull pod/nope --timeout=90s -n {ns}",
+            [r"^pod/nope condition met$"]),
+        Row("get events --field-selector involvedObject.name=nope -n {ns}", [
+            r'^\S+\s+Normal\s+Pulling\s+pod/nope\s+Pulling image "localhost:1/orcakit-absent:1"$',
+            r'^\S+\s+Warning\s+Failed\s+pod/nope\s+Failed to pull image "localhost:1/orcakit-absent:1": ',
+            r"^\S+\s+Warning\s+Failed\s+pod/nope\s+Error: ErrImagePull$"]),
     ],
     # server-side apply (field managers, conflicts, force), client-side apply, the three patch kinds, selectors
     "apply-and-patch": [
