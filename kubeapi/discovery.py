@@ -220,7 +220,14 @@ async def openapi_v3(request: web.Request) -> web.Response:
     return web.Response(text=openapi_document(group_name, v), content_type="application/json")
 
 
+async def health(request: web.Request) -> web.Response:
+    """/healthz, /livez, /readyz: "ok", as a healthy server answers them."""
+    return web.Response(text="ok", content_type="text/plain")
+
+
 def add_routes(app: web.Application) -> None:
+    for path in ("/healthz", "/livez", "/readyz"):
+        app.router.add_get(path, health)
     app.router.add_get("/version", version)
     app.router.add_get("/api", api)
     app.router.add_get("/apis", apis)

@@ -126,6 +126,17 @@ class Cluster:
 
     @staticmethod
     def _normalize(resource: Resource, obj: dict[str, Any]) -> None:
+        # what Go's JSON omits (omitempty): an empty map or list of metadata is no field at all,
+        # so a patch that removes the last label leaves no "labels: {}" behind
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            for key in ("labels", "annotations", "finalizers", "ownerReferences", "managedFields"):
+                if key in meta and not meta[key]:
+                    del meta[key]
+        if resource.kind in ("ConfigMap", "Secret"):
+            for key in ("data", "binaryData"):
+                if key in obj and not obj[key]:
+                    del obj[key]
         if resource.kind == "Secret" and obj.get("stringData"):
             # stringData is write-only: merged into data, base64-encoded, and never stored
             data = obj.setdefault("data", {}) or {}
@@ -162,6 +173,8 @@ class Cluster:
         if resource.kind in ("Pod", "Job", "CronJob"):  # the types whose strategies track generation
             meta["generation"] = 1
         obj = apply_defaults(resource, obj)
+        if resource.kind == "Service":
+            self._allocate_cluster_ip(obj)
         status = initial_status(resource, obj)
         if status is not None:
             obj["status"] = status
@@ -218,11 +231,36 @@ class Cluster:
             return updated, warnings
         return self.store.put(resource.storage_key, updated), warnings
 
+    def _allocate_cluster_ip(self, service: dict[str, Any]) -> None:
+        """The next free address of the service range 10.96.0.0/12 (10.96.0.1 is ``kubernetes``'s);
+        nothing routes to it here."""
+        spec = service["spec"]
+        if spec["type"] == "ExternalName" or spec.get("clusterIP") == "None":
+            if spec.get("clusterIP") == "None":
+                spec["clusterIPs"] = ["None"]
+            return
+        if not spec.get("clusterIP"):
+            used = {s.get("spec", {}).get("clusterIP") for s in self.store.list("services")}
+            number = 10
+            while f"10.96.{number // 256}.{number % 256}" in used:
+                number += 1
+            spec["clusterIP"] = f"10.96.{number // 256}.{number % 256}"
+        spec["clusterIPs"] = [spec["clusterIP"]]
+        for port in spec.get("ports") or []:
+            if spec["type"] in ("NodePort", "LoadBalancer") and not port.get("nodePort"):
+                port["nodePort"] = 30000 + (sum(map(ord, f"{service['metadata']['name']}{port.get('port')}")) * 7919) % 2768
+
     @staticmethod
     def _defaulted_like(resource: Resource, obj: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-        """Defaults again, keeping the Job's generated selector (its uid does not change)."""
+        """Defaults again, keeping the Job's generated selector (its uid does not change) and a
+        Service's allocated addresses."""
         if resource.kind == "Job" and not obj.get("spec", {}).get("selector"):
             obj.setdefault("spec", {})["selector"] = current["spec"].get("selector")
+        if resource.kind == "Service":
+            spec = obj.setdefault("spec", {})
+            for key in ("clusterIP", "clusterIPs"):
+                if not spec.get(key) and current["spec"].get(key):
+                    spec[key] = current["spec"][key]
         return apply_defaults(resource, obj)
 
     @staticmethod

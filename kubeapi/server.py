@@ -80,10 +80,13 @@ async def _not_served(request: web.Request) -> web.Response:
     return respond(NOT_SERVED.body(), 404)
 
 
-def _bootstrap(cluster: Cluster) -> None:
-    """The namespaces every cluster has."""
+def _bootstrap(cluster: Cluster, port: int = 6443) -> None:
+    """The namespaces every cluster has, and the ``kubernetes`` Service of the default one."""
     for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
         cluster.create(find("", "v1", "namespaces"), None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    cluster.create(find("", "v1", "services"), "default", {"apiVersion": "v1", "kind": "Service", "metadata": {
+        "name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}}, "spec": {
+        "clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}})
 
 
 def kubeconfig(url: str, credentials: Credentials, namespace: str = "default") -> dict[str, Any]:

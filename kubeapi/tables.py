@@ -185,6 +185,19 @@ def _created_at(obj: dict[str, Any]) -> list[Any]:
     return [obj["metadata"].get("creationTimestamp", "")]
 
 
+def _service(svc: dict[str, Any]) -> list[Any]:
+    spec = svc["spec"]
+    ingress = (svc.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+    external = ",".join(spec.get("externalIPs") or []) or (spec.get("externalName") if spec.get("type") == "ExternalName" else "")
+    if spec.get("type") == "LoadBalancer":
+        external = ",".join(i.get("ip") or i.get("hostname", "") for i in ingress) or "<pending>"
+    ports = ",".join(f"{p['port']}:{p['nodePort']}/{p.get('protocol', 'TCP')}" if p.get("nodePort") else f"{p['port']}/{p.get('protocol', 'TCP')}"
+                     for p in spec.get("ports") or []) or "<none>"
+    selector = ",".join(f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items())) or "<none>"
+    return [spec.get("type", "ClusterIP"), spec.get("clusterIP") or "<none>", external or "<none>", ports,
+            age(svc["metadata"].get("creationTimestamp")), selector]
+
+
 def _with_age(cells: Callable[[dict[str, Any]], list[Any]]) -> Callable[[dict[str, Any]], list[Any]]:
     return lambda obj: [*cells(obj), age(obj["metadata"].get("creationTimestamp"))]
 
@@ -205,6 +218,8 @@ PRINTERS: dict[str, tuple[list[tuple[str, str, int]], Callable[[dict[str, Any]],
     "Secret": ([("Type", "string", 0), ("Data", "integer", 0), _AGE],
                _with_age(lambda s: [s.get("type", ""), len(s.get("data") or {})])),
     "ServiceAccount": ([("Secrets", "string", 0), _AGE], _with_age(lambda sa: [len(sa.get("secrets") or [])])),
+    "Service": ([("Type", "string", 0), ("Cluster-IP", "string", 0), ("External-IP", "string", 0), ("Port(s)", "string", 0), _AGE,
+                 ("Selector", "string", 1)], _service),
     "Role": ([("Created At", "date", 0)], _created_at),
     "ClusterRole": ([("Created At", "date", 0)], _created_at),
     "RoleBinding": ([("Role", "string", 0), _AGE, ("Users", "string", 1), ("Groups", "string", 1), ("ServiceAccounts", "string", 1)],

@@ -271,6 +271,26 @@ SCENARIOS: dict[str, list[Row]] = {
         Row("get events --field-selector reason=DeadlineExceeded -n {ns}", [
             r"^\S+\s+Warning\s+DeadlineExceeded\s+job/deadline\s+Job was active longer than specified deadline$"]),
     ],
+    # what a first look at a cluster shows; Services are stored with a ClusterIP (never routed)
+    "cluster-basics": [
+        Row("create namespace {ns}", [r"^namespace/{ns} created$"]),
+        Row("cluster-info", [r"^Kubernetes control plane is running at https://127.0.0.1:\d+$"]),
+        Row("get --raw /healthz", [r"^ok$"]),
+        Row("version", [r"^Client Version: v1\.37\.\d+$", r"^Server Version: v1\.37\.\d+$"]),
+        Row("get namespaces", [r"^NAME\s+STATUS\s+AGE$", rf"^default\s+Active\s+{AGE}$", rf"^kube-system\s+Active\s+{AGE}$"]),
+        Row("get services -n default", [r"^NAME\s+TYPE\s+CLUSTER-IP\s+EXTERNAL-IP\s+PORT\(S\)\s+AGE$",
+                                        rf"^kubernetes\s+ClusterIP\s+10\.96\.0\.1\s+<none>\s+443/TCP\s+{AGE}$"]),
+        Row("create service clusterip web --tcp=80:8080 -n {ns}", [r"^service/web created$"]),
+        Row("get service web -o wide -n {ns}", [r"^NAME\s+TYPE\s+CLUSTER-IP\s+EXTERNAL-IP\s+PORT\(S\)\s+AGE\s+SELECTOR$",
+                                                rf"^web\s+ClusterIP\s+10\.96\.\d+\.\d+\s+<none>\s+80/TCP\s+{AGE}\s+app=web$"]),
+        Row("create configmap d1 --from-literal=a=1 -n {ns}", [r"^configmap/d1 created$"]),
+        Row("diff -f - -n {ns}", [r"^-  a: \"1\"$", r"^\+  a: \"2\"$"], code=1, absent=[r"annotations: \{\}"],
+            stdin="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d1\ndata:\n  a: \"2\"\n"),
+        Row("label configmap d1 x=1 -n {ns}", [r"^configmap/d1 labeled$"]),
+        Row("label configmap d1 x=2 -n {ns}", err=[r"^error: 'x' already has a value \(1\), and --overwrite is false$"], code=1),
+        Row("label configmap d1 x- -n {ns}", [r"^configmap/d1 unlabeled$"]),
+        Row("get configmap d1 -n {ns} -o jsonpath={.metadata}", [r'^\{"creationTimestamp"'], absent=[r'"labels"']),
+    ],
     # cascading deletes, as kubectl asks for them
     "deletes": [
         Row("create namespace {ns}", [r"^namespace/{ns} created$"]),
