@@ -31,6 +31,16 @@ def serve(port: int, kubeconfig: Path, namespace: str, no_pods: bool, watch_wind
         hint = " (is Docker running? --no-pods serves the API without running pods)" if not no_pods else ""
         raise click.ClickException(f"{' '.join(str(exc).split())[:400]}{hint}") from None
     server.write_kubeconfig(kubeconfig, namespace)
+    if namespace not in ("default", "kube-system", "kube-public", "kube-node-lease"):
+        from .resources import find
+
+        namespaces = find("", "v1", "namespaces")
+        # the context's namespace exists from the start, as `kubectl create namespace` would make it
+        try:
+            server.call(lambda: server.cluster.create(namespaces, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+        except Exception as exc:  # noqa: BLE001 - an invalid name: the server's own answer says why
+            server.stop()
+            raise click.ClickException(f"--namespace {namespace}: {exc}") from None
     # stdout: the URL alone on the first line (for scripts); stderr: what to do with it
     print(url, flush=True)
     print(f"orcakit kubeapi: serving {url}; kubeconfig written to {kubeconfig} (context orcakit-kubeapi, namespace {namespace})\n"
@@ -46,7 +56,7 @@ def serve(port: int, kubeconfig: Path, namespace: str, no_pods: bool, watch_wind
 @click.option("--port", type=int, default=0, show_default=True, help="Port on 127.0.0.1 (0 picks a free one).")
 @click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False), default=str(DEFAULT_KUBECONFIG), show_default=True,
               help="Where to write the kubeconfig (it holds the admin token: mode 0600).")
-@click.option("--namespace", default="default", show_default=True, help="The kubeconfig context's namespace.")
+@click.option("--namespace", default="default", show_default=True, help="The kubeconfig context's namespace (created if new).")
 @click.option("--no-pods", is_flag=True, help="Do not run pods in Docker (they stay Pending, as with no node).")
 @click.option("--watch-window", type=int, default=10_000, show_default=True,
               help="Events kept for watches to resume from (older: 410 Gone).")
