@@ -1,16 +1,23 @@
-"""The Kubernetes API test environment (tests/kubeapi) behaves as a kube-apiserver does.
+"""The local Kubernetes API environment (orcakit.kubeapi) behaves as a kube-apiserver does.
 
 - golden request/response pairs (tests/kubeapi/golden/*.json): raw HTTP requests and the exact
   answers, volatile fields (uid, timestamps, resourceVersions, generated names) normalized, so
   that a run against a real cluster can be diffed against them;
 - the official ``kubernetes`` client: CRUD, selectors, watch resume and 410 Gone;
 - kubectl 1.37: get, create -f (server-side field validation), describe, logs;
-- pods that really run in Docker: Jobs, secrets in env, exit codes, OOMKilled, backoffLimit.
+- pods that really run in Docker: Jobs, secrets in env, exit codes, OOMKilled, backoffLimit;
+- protobuf bodies: the k8s\\0 envelope round-trips the JSON form (Hypothesis), garbage is a 400;
+- ZenML 0.98's own Kubernetes helpers (service account, RoleBinding, secrets, a Job with its
+  podFailurePolicy, a CronJob), unmodified, in a subprocess.
+
+kubectl's printed output, command by command, is tests/test_kubectl.py's.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -21,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 pytest_plugins = ["tests.kubeapi.fixtures"]
 
 GOLDEN = Path(__file__).parent / "kubeapi" / "golden"
 IMAGE = "orcakit/python-base:bookworm"
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
-VOLATILE = {"uid", "resourceVersion", "creationTimestamp", "startTime", "firstTimestamp", "lastTimestamp", "lastTransitionTime"}
+VOLATILE = {"uid", "resourceVersion", "creationTimestamp", "startTime", "firstTimestamp", "lastTimestamp", "lastTransitionTime", "time"}
 
 
 def http(api, path: str, method: str = "GET", body: Any = None, content_type: str = "application/json",
@@ -225,3 +233,101 @@ def test_jobs_run_pods_in_docker(kube_api) -> None:
         time.sleep(0.2)
     assert not core.list_namespaced_pod(ns, label_selector="job-name=ok").items
     api_client.close()
+
+
+# protobuf bodies --------------------------------------------------------------------------
+
+_names = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=_names, labels=st.dictionaries(_names, _names, max_size=3), data=st.dictionaries(_names, _text, max_size=4),
+       binary=st.dictionaries(_names, st.binary(max_size=20), max_size=2), command=st.lists(_text, min_size=1, max_size=4),
+       backoff=st.integers(0, 10), cpu=st.sampled_from(["100m", "1", "2500m"]), port=st.one_of(st.integers(1, 65535), _names))
+def test_protobuf_bodies_round_trip(name, labels, data, binary, command, backoff, cpu, port) -> None:
+    """What the k8s\\0 envelope carries decodes to the JSON form it was made from: maps, bytes
+    (base64), quantities, IntOrString, times, and a pointer field's zero (backoffLimit: 0)."""
+    from orcakit.kubeapi import protobuf
+
+    meta = {"name": name, "namespace": "ns", "creationTimestamp": "2026-01-02T03:04:05Z", **({"labels": labels} if labels else {})}
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, **({"data": data} if data else {}),
+                  **({"binaryData": {k: base64.b64encode(v).decode() for k, v in binary.items()}} if binary else {})}
+    container = {"name": "main", "image": IMAGE, "command": command, "resources": {"limits": {"cpu": cpu}},
+                 "readinessProbe": {"httpGet": {"path": "/", "port": port}},  # inlined ProbeHandler
+                 "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": name, "key": "k"}}}]}  # inlined LocalObjectReference
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+           "spec": {"backoffLimit": backoff, "template": {"spec": {"restartPolicy": "Never", "containers": [container],
+                                                          # inlined VolumeSource, an empty one included
+                                                          "volumes": [{"name": "v", "emptyDir": {}}, {"name": "s", "secret": {"secretName": name}}]}}}}
+    for obj in (config_map, job):
+        body = protobuf.encode(obj)
+        assert body is not None and body.startswith(b"k8s\x00")
+        assert protobuf.decode(body) == obj
+
+
+def test_protobuf_refuses_what_is_not_a_kubernetes_body(kube_api_nopods) -> None:
+    url = kube_api_nopods.url + f"/api/v1/namespaces/{kube_api_nopods.namespace}/configmaps"
+    request = urllib.request.Request(url, data=b"not protobuf", method="POST", headers={
+        "Content-Type": "application/vnd.kubernetes.protobuf", "Authorization": f"Bearer {kube_api_nopods.server.credentials.admin_token}"})
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request, timeout=30, context=kube_api_nopods.server.credentials.client_context())
+    assert error.value.code == 400 and "k8s\\x00" in json.loads(error.value.read())["message"]
+
+
+# ZenML's own Kubernetes helpers -----------------------------------------------------------
+_ZENML_SCRIPT = r'''
+import json, sys
+from kubernetes import client as k8s, config
+from zenml.integrations.kubernetes import kube_utils, manifest_utils as mu
+
+api = config.new_client_from_config(sys.argv[1])
+core, batch, rbac = k8s.CoreV1Api(api), k8s.BatchV1Api(api), k8s.RbacAuthorizationV1Api(api)
+ns, image, seen = sys.argv[2], sys.argv[3], {}
+kube_utils.create_namespace(core, ns)
+for _ in range(2):  # the second time every create answers 409, which ZenML takes as "exists"
+    kube_utils.create_edit_service_account(core, rbac, "zenml-service-account", ns)
+kube_utils.create_or_update_secret(core, ns, "zsecret", {"KEY": "one"})
+kube_utils.create_or_update_secret(core, ns, "zsecret", {"KEY": "two"})
+pod = mu.build_pod_manifest(pod_name=None, image_name=image, command=["sh", "-c"], args=["echo step ran; exit 42"], privileged=False,
+                            service_account_name="zenml-service-account", env={"A": "1"}, labels={"run": "r1"})
+policy = {"rules": [{"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]}
+job = mu.build_job_manifest(job_name="zjob", pod_template=mu.pod_template_manifest_from_pod(pod), backoff_limit=3,
+                            ttl_seconds_after_finished=600, labels={"run": "r1"}, active_deadline_seconds=300, pod_failure_policy=policy)
+kube_utils.create_job(batch_api=batch, namespace=ns, job_manifest=job)
+try:
+    kube_utils.wait_for_job_to_finish(lambda: api, ns, "zjob", backoff_interval=0.5, stream_logs=False, container_name="main")
+except RuntimeError as error:
+    seen["error"] = str(error)
+seen["conditions"] = [[c.type, c.reason] for c in kube_utils.get_job(batch, ns, "zjob").status.conditions]
+cron = mu.build_cron_job_manifest(job_template=mu.job_template_manifest_from_job(job), cron_expression="*/5 * * * *",
+                                  successful_jobs_history_limit=1, failed_jobs_history_limit=1, concurrency_policy="Forbid")
+cron.metadata = k8s.V1ObjectMeta(name="zcron")
+batch.create_namespaced_cron_job(ns, cron)
+batch.patch_namespaced_cron_job("zcron", ns, {"spec": {"suspend": True}})
+seen["suspended"] = batch.read_namespaced_cron_job("zcron", ns).spec.suspend
+seen["secret"] = core.read_namespaced_secret("zsecret", ns).data
+seen["accounts"] = [p.spec.service_account_name for p in core.list_namespaced_pod(ns, label_selector="run=r1").items]
+seen["bindings"] = [(b.role_ref.name, b.subjects[0].name) for b in rbac.list_namespaced_role_binding(ns).items]
+print(json.dumps(seen))
+'''
+
+
+@pytest.mark.docker
+def test_zenml_kubernetes_helpers_against_the_environment(kube_api, tmp_path) -> None:
+    """ZenML 0.98's own Kubernetes helpers (what its KubernetesOrchestrator calls), unmodified:
+    service account and RoleBinding, secrets, a Job with ZenML's podFailurePolicy whose FailJob
+    rule ends it, a CronJob suspended by patch. Run in a subprocess with its own ZenML config."""
+    pytest.importorskip("zenml.integrations.kubernetes")
+    env = {**os.environ, "ZENML_CONFIG_PATH": str(tmp_path / "zenml"), "ZENML_ANALYTICS_OPT_IN": "false",
+           "ZENML_LOGGING_VERBOSITY": "WARN"}
+    result = subprocess.run([sys.executable, "-c", _ZENML_SCRIPT, str(kube_api.kubeconfig), "zenml-helpers", IMAGE],
+                            capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert re.search(r"Container main for pod zenml-helpers/zjob-\w+ failed with exit code 42 matching FailJob rule at index 0",
+                     seen["error"]), seen
+    assert seen["conditions"] == [["FailureTarget", "PodFailurePolicy"], ["Failed", "PodFailurePolicy"]]
+    assert seen["suspended"] is True and base64.b64decode(seen["secret"]["KEY"]) == b"two"
+    assert seen["accounts"] == ["zenml-service-account"] and seen["bindings"] == [["edit", "zenml-service-account"]]

@@ -19,7 +19,8 @@ SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
 CHECKS = "orcakit.conformance.suite"
 #: package folders without an __init__.py: the checks, and folders of package data only (the
 #: flavor template's hooks are scripts cookiecutter runs, its templates/ module texts)
-NAMESPACE_PACKAGES = {CHECKS, "orcakit.conformance.templates", "orcakit.template.hooks", "orcakit.template.templates"}
+NAMESPACE_PACKAGES = {CHECKS, "orcakit.conformance.templates", "orcakit.template.hooks", "orcakit.template.templates",
+                      "orcakit.kubeapi.proto"}
 #: The flavor template: its every file must be in the wheel, for `orcakit flavor new`.
 TEMPLATE = ROOT / "template"
 #: files that must be in the wheel, besides every listed package's modules
@@ -29,6 +30,7 @@ PACKAGE_DATA = [
     "orcakit/catalogue.toml",
     "orcakit/conformance/templates/report.html.j2",
     "orcakit/conformance/templates/report.css",
+    "orcakit/kubeapi/proto/kubernetes.desc",
 ]
 
 

@@ -28,6 +28,12 @@ class Resource:
     fields: frozenset[str] = field(default_factory=frozenset)
     # the name must be a DNS-1123 label (63 chars) rather than a subdomain (253)
     label_name: bool = False
+    verbs: tuple[str, ...] = tuple(VERBS)
+
+    @property
+    def review(self) -> bool:
+        """A create-only review (SelfSubjectAccessReview...): answered, never stored."""
+        return self.verbs == ("create",)
 
     @property
     def api_version(self) -> str:
@@ -60,9 +66,20 @@ RESOURCES = [
                                "reportingController", "type"})),
     Resource("batch", "v1", "Job", "jobs", categories=("all",), subresources=("status",), fields=frozenset({"status.successful"})),
     Resource("batch", "v1", "CronJob", "cronjobs", short_names=("cj",), categories=("all",), subresources=("status",)),
+    Resource("", "v1", "ServiceAccount", "serviceaccounts", short_names=("sa",), subresources=("token",)),
+    # stored with a ClusterIP, never routed (README: limits)
+    Resource("", "v1", "Service", "services", short_names=("svc",), categories=("all",), subresources=("status",)),
+    Resource("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+    Resource("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
+    Resource("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False),
+    Resource("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False),
+    Resource("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", namespaced=False, verbs=("create",)),
+    Resource("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", namespaced=False, verbs=("create",)),
+    Resource("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", namespaced=False, verbs=("create",)),
 ]
 
-GROUPS = {"": ["v1"], "batch": ["v1"], "events.k8s.io": ["v1"]}
+GROUPS = {"": ["v1"], "batch": ["v1"], "events.k8s.io": ["v1"], "rbac.authorization.k8s.io": ["v1"], "authorization.k8s.io": ["v1"],
+          "authentication.k8s.io": ["v1"]}
 
 
 def find(group: str, version: str, plural: str) -> Resource | None:
@@ -146,6 +163,21 @@ def default_job_spec(spec: dict[str, Any], uid: str, name: str) -> None:
     default_pod_spec(template.setdefault("spec", {}))
 
 
+def default_service_spec(spec: dict[str, Any]) -> None:
+    """The Service defaults of pkg/apis/core/v1/defaults.go (the ClusterIP is allocated on create)."""
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    if spec["type"] != "ExternalName":
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+    if spec["type"] in ("NodePort", "LoadBalancer"):
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    for port in spec.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+        port.setdefault("targetPort", port.get("port"))
+
+
 def default_cronjob_spec(spec: dict[str, Any]) -> None:
     spec.setdefault("concurrencyPolicy", "Allow")
     spec.setdefault("suspend", False)
@@ -171,6 +203,8 @@ def apply_defaults(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
             meta["labels"] = dict(obj["spec"]["template"]["metadata"]["labels"])
     elif resource.kind == "CronJob":
         default_cronjob_spec(obj.setdefault("spec", {}))
+    elif resource.kind == "Service":
+        default_service_spec(obj.setdefault("spec", {}))
     elif resource.kind == "Secret":
         obj.setdefault("type", "Opaque")
     elif resource.kind == "Namespace":
@@ -187,4 +221,6 @@ def initial_status(resource: Resource, obj: dict[str, Any]) -> dict[str, Any] | 
         return {"phase": "Active"}
     if resource.kind in ("Job", "CronJob"):
         return {}
+    if resource.kind == "Service":
+        return {"loadBalancer": {}}
     return None

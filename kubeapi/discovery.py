@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from .handlers import NOT_SERVED, respond
-from .resources import GROUPS, RESOURCES, VERBS, Resource
+from .resources import GROUPS, RESOURCES, Resource
 from .validation import SCHEMA_VERSION, definitions
 
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
@@ -29,7 +29,7 @@ VERSION = {
     "gitVersion": f"v{SCHEMA_VERSION}", "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
     "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.25.0", "compiler": "gc", "platform": "linux/amd64",
 }
-SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "log": ["get"]}
+SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "log": ["get"], "token": ["create"]}
 
 
 def _in(group: str, version: str) -> list[Resource]:
@@ -44,7 +44,9 @@ def resource_list(group: str, version: str) -> dict[str, Any]:
     resources = []
     for r in _in(group, version):
         entry: dict[str, Any] = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
-                                 "verbs": VERBS, "storageVersionHash": _storage_hash(r)}
+                                 "verbs": list(r.verbs)}
+        if not r.review:
+            entry["storageVersionHash"] = _storage_hash(r)
         if r.short_names:
             entry["shortNames"] = list(r.short_names)
         if r.categories:
@@ -63,7 +65,7 @@ def _aggregated_group(group: str) -> dict[str, Any]:
         for r in _in(group, version):
             kind = {"group": r.group, "version": r.version, "kind": r.kind}
             entry: dict[str, Any] = {"resource": r.plural, "responseKind": kind, "scope": "Namespaced" if r.namespaced else "Cluster",
-                                     "singularResource": r.singular, "verbs": VERBS}
+                                     "singularResource": r.singular, "verbs": list(r.verbs)}
             if r.short_names:
                 entry["shortNames"] = list(r.short_names)
             if r.categories:
@@ -186,6 +188,9 @@ def openapi_document(group: str, version: str) -> str:
         names.append(name)
         ref = f"#/components/schemas/{name}"
         base = "/" + _gv_path(group, version) + ("/namespaces/{namespace}" if r.namespaced else "")
+        if r.review:
+            paths[f"{base}/{r.plural}"] = {"post": _operation(r, "post", ref, True)}
+            continue
         paths[f"{base}/{r.plural}"] = {"get": _operation(r, "list", ref, False), "post": _operation(r, "post", ref, True)}
         paths[f"{base}/{r.plural}/{{name}}"] = {"get": _operation(r, "get", ref, False), "put": _operation(r, "put", ref, True),
                                                  "patch": _operation(r, "patch", ref, True), "delete": _operation(r, "delete", ref, False)}
@@ -215,7 +220,14 @@ async def openapi_v3(request: web.Request) -> web.Response:
     return web.Response(text=openapi_document(group_name, v), content_type="application/json")
 
 
+async def health(request: web.Request) -> web.Response:
+    """/healthz, /livez, /readyz: "ok", as a healthy server answers them."""
+    return web.Response(text="ok", content_type="text/plain")
+
+
 def add_routes(app: web.Application) -> None:
+    for path in ("/healthz", "/livez", "/readyz"):
+        app.router.add_get(path, health)
     app.router.add_get("/version", version)
     app.router.add_get("/api", api)
     app.router.add_get("/apis", apis)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+import time
 import uuid
 from base64 import b64encode
 from datetime import datetime, timedelta, timezone
@@ -32,9 +33,75 @@ def now(offset: float = 0) -> str:
     return (datetime.now(timezone.utc) + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def now_micro() -> str:
+    """A ``MicroTime``, as events.k8s.io's ``eventTime`` carries it."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _unchanged(updated: dict[str, Any], current: dict[str, Any]) -> bool:
+    def comparable(obj: dict[str, Any]) -> dict[str, Any]:
+        view = copy.deepcopy(obj)
+        view.get("metadata", {}).pop("resourceVersion", None)
+        return view
+    return comparable(updated) == comparable(current)
+
+
 class Cluster:
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    # events ----------------------------------------------------------------------------
+    _last_event_ns = 0
+
+    def _event_clock(self) -> int:
+        self._last_event_ns = max(time.time_ns(), self._last_event_ns + 1)
+        return self._last_event_ns
+
+    def record_event(self, obj: dict[str, Any], reason: str, message: str, kind: str = "Normal", component: str = "",
+                     host: str = "", field_path: str = "", series_time: bool = False) -> None:
+        """A core/v1 Event about ``obj``, as client-go's event recorder writes it: a repeat of the
+        same reason and message about the same object (the EventCorrelator's key) bumps ``count``
+        and ``lastTimestamp`` of the one event rather than adding another. ``series_time``: the
+        events.k8s.io form a scheduler writes (``eventTime``, no first/lastTimestamp)."""
+        from .resources import find
+
+        events = find("", "v1", "events")
+        meta = obj["metadata"]
+        namespace = meta.get("namespace") or "default"
+        stamp = now()
+        involved = {"apiVersion": obj.get("apiVersion", "v1"), "kind": obj.get("kind", ""), "name": meta["name"],
+                    "namespace": meta.get("namespace", ""), "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion", "")}
+        if field_path:
+            involved["fieldPath"] = field_path
+        for existing in self.store.list(events.storage_key, namespace):
+            same = existing.get("involvedObject", {})
+            if (same.get("uid"), same.get("fieldPath", ""), existing.get("reason"), existing.get("message"), existing.get("source", {}).get("component", "")) \
+                    == (meta["uid"], field_path, reason, message, component if not series_time else ""):
+                existing["count"] = existing.get("count", 1) + 1
+                if series_time:
+                    existing["series"] = {"count": existing["count"], "lastObservedTime": now_micro()}
+                else:
+                    existing["lastTimestamp"] = stamp
+                self.store.put(events.storage_key, existing)
+                return
+        event: dict[str, Any] = {
+            "apiVersion": "v1", "kind": "Event",
+            # client-go names an event after the object and the time in nanoseconds, in hex, so
+            # that listing by name (etcd's order) lists events in the order they happened
+            "metadata": {"name": f"{meta['name']}.{self._event_clock():x}", "namespace": namespace},
+            "involvedObject": involved, "reason": reason, "message": message, "type": kind,
+            "reportingComponent": component, "reportingInstance": host or "",
+        }
+        if series_time:
+            event.update(eventTime=now_micro(), firstTimestamp=None, lastTimestamp=None, source={}, action="Binding",
+                         reportingInstance=f"{component}-{host}" if host else component)
+        else:
+            event.update(count=1, firstTimestamp=stamp, lastTimestamp=stamp, eventTime=None,
+                         source={"component": component, **({"host": host} if host else {})})
+        try:
+            self.create(events, namespace, event)
+        except ApiError:
+            pass  # the namespace is terminating: its events go with it
 
     # helpers ---------------------------------------------------------------------------
     def require(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
@@ -59,6 +126,17 @@ class Cluster:
 
     @staticmethod
     def _normalize(resource: Resource, obj: dict[str, Any]) -> None:
+        # what Go's JSON omits (omitempty): an empty map or list of metadata is no field at all,
+        # so a patch that removes the last label leaves no "labels: {}" behind
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            for key in ("labels", "annotations", "finalizers", "ownerReferences", "managedFields"):
+                if key in meta and not meta[key]:
+                    del meta[key]
+        if resource.kind in ("ConfigMap", "Secret"):
+            for key in ("data", "binaryData"):
+                if key in obj and not obj[key]:
+                    del obj[key]
         if resource.kind == "Secret" and obj.get("stringData"):
             # stringData is write-only: merged into data, base64-encoded, and never stored
             data = obj.setdefault("data", {}) or {}
@@ -92,9 +170,11 @@ class Cluster:
         if self.store.get(resource.storage_key, meta.get("namespace", ""), meta["name"]) is not None:
             raise already_exists(resource.plural, resource.group, meta["name"])
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now())
-        if "spec" in obj or resource.kind in ("Pod", "Job", "CronJob"):
+        if resource.kind in ("Pod", "Job", "CronJob"):  # the types whose strategies track generation
             meta["generation"] = 1
         obj = apply_defaults(resource, obj)
+        if resource.kind == "Service":
+            self._allocate_cluster_ip(obj)
         status = initial_status(resource, obj)
         if status is not None:
             obj["status"] = status
@@ -144,15 +224,43 @@ class Cluster:
             if updated.get("spec") != current.get("spec") and "generation" in current["metadata"]:
                 meta["generation"] = current["metadata"]["generation"] + 1
         warnings = validation.validate(resource, updated, field_validation)
+        if _unchanged(updated, current):
+            # the storage writes nothing for a no-op update: same object, same resourceVersion
+            return current, warnings
         if dry_run:
             return updated, warnings
         return self.store.put(resource.storage_key, updated), warnings
 
+    def _allocate_cluster_ip(self, service: dict[str, Any]) -> None:
+        """The next free address of the service range 10.96.0.0/12 (10.96.0.1 is ``kubernetes``'s);
+        nothing routes to it here."""
+        spec = service["spec"]
+        if spec["type"] == "ExternalName" or spec.get("clusterIP") == "None":
+            if spec.get("clusterIP") == "None":
+                spec["clusterIPs"] = ["None"]
+            return
+        if not spec.get("clusterIP"):
+            used = {s.get("spec", {}).get("clusterIP") for s in self.store.list("services")}
+            number = 10
+            while f"10.96.{number // 256}.{number % 256}" in used:
+                number += 1
+            spec["clusterIP"] = f"10.96.{number // 256}.{number % 256}"
+        spec["clusterIPs"] = [spec["clusterIP"]]
+        for port in spec.get("ports") or []:
+            if spec["type"] in ("NodePort", "LoadBalancer") and not port.get("nodePort"):
+                port["nodePort"] = 30000 + (sum(map(ord, f"{service['metadata']['name']}{port.get('port')}")) * 7919) % 2768
+
     @staticmethod
     def _defaulted_like(resource: Resource, obj: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-        """Defaults again, keeping the Job's generated selector (its uid does not change)."""
+        """Defaults again, keeping the Job's generated selector (its uid does not change) and a
+        Service's allocated addresses."""
         if resource.kind == "Job" and not obj.get("spec", {}).get("selector"):
             obj.setdefault("spec", {})["selector"] = current["spec"].get("selector")
+        if resource.kind == "Service":
+            spec = obj.setdefault("spec", {})
+            for key in ("clusterIP", "clusterIPs"):
+                if not spec.get(key) and current["spec"].get(key):
+                    spec[key] = current["spec"][key]
         return apply_defaults(resource, obj)
 
     @staticmethod

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -44,9 +43,34 @@ def controller_of(obj: dict[str, Any], kind: str) -> str | None:
     return None
 
 
+def pod_failure_action(policy: dict[str, Any] | None, pod: dict[str, Any]) -> tuple[str, str]:
+    """The action of the first podFailurePolicy rule a failed pod matches ("Count" when none
+    does), and the message a FailJob gives (as pkg/controller/job/pod_failure_policy.go words it)."""
+    meta = pod["metadata"]
+    for index, rule in enumerate((policy or {}).get("rules") or []):
+        codes = rule.get("onExitCodes")
+        if codes:
+            statuses = [*(pod.get("status", {}).get("initContainerStatuses") or []), *(pod.get("status", {}).get("containerStatuses") or [])]
+            for container in statuses:
+                if codes.get("containerName") and container.get("name") != codes["containerName"]:
+                    continue
+                code = ((container.get("state") or {}).get("terminated") or {}).get("exitCode")
+                # exit code 0 never matches a rule
+                if code and (code in codes.get("values", [])) == (codes.get("operator") == "In"):
+                    return rule["action"], (f"Container {container['name']} for pod {meta['namespace']}/{meta['name']} failed with exit code "
+                                            f"{code} matching {rule['action']} rule at index {index}")
+        for wanted in rule.get("onPodConditions") or []:
+            for condition in pod.get("status", {}).get("conditions") or []:
+                if condition.get("type") == wanted.get("type") and condition.get("status") == wanted.get("status", "True"):
+                    return rule["action"], (f"Pod {meta['namespace']}/{meta['name']} has condition {wanted['type']} matching "
+                                            f"{rule['action']} rule at index {index}")
+    return "Count", ""
+
+
 class Controllers:
-    def __init__(self, cluster: Cluster, job_backoff: float = 1.0, tick: float = 0.5) -> None:
+    def __init__(self, cluster: Cluster, job_backoff: float = 1.0, tick: float = 0.5, ca_pem: bytes = b"") -> None:
         self.cluster = cluster
+        self.ca_pem = ca_pem
         self.store = cluster.store
         self.job_backoff = job_backoff
         self.tick = tick
@@ -69,12 +93,28 @@ class Controllers:
         meta = event.object["metadata"]
         if event.type == "DELETED":
             loop.call_soon(self._collect_garbage, meta["uid"])
+        if event.storage_key == "namespaces" and event.type == "ADDED":
+            loop.call_soon(self._populate_namespace, meta["name"])
         if event.storage_key == "jobs.batch" and event.type != "DELETED":
             self._queue_job(meta["namespace"], meta["name"])
         elif event.storage_key == "pods":
             for ref in meta.get("ownerReferences") or []:
                 if ref.get("kind") == "Job":
                     self._queue_job(meta["namespace"], ref["name"])
+
+    def _populate_namespace(self, namespace: str) -> None:
+        """What the service-account and root-CA publisher controllers put in every new namespace:
+        the ``default`` ServiceAccount and the ``kube-root-ca.crt`` ConfigMap (the server's CA)."""
+        for resource, obj in ((find("", "v1", "serviceaccounts"), {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+                              (find("", "v1", "configmaps"), {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                                  "name": "kube-root-ca.crt", "annotations": {"kubernetes.io/description": (
+                                      "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints "
+                                      "such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across "
+                                      "distributions of Kubernetes clusters.")}}, "data": {"ca.crt": self.ca_pem.decode()}})):
+            try:
+                self.cluster.create(resource, namespace, obj)
+            except ApiError:
+                pass  # there already, or the namespace is going
 
     def _queue_job(self, namespace: str, name: str) -> None:
         if (namespace, name) not in self._pending_jobs:
@@ -99,20 +139,7 @@ class Controllers:
 
     # events ----------------------------------------------------------------------------
     def record(self, obj: dict[str, Any], reason: str, message: str, kind: str = "Normal", component: str = "job-controller") -> None:
-        meta = obj["metadata"]
-        stamp = now()
-        event = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta.get("namespace", "default")},
-            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"], "namespace": meta.get("namespace", ""),
-                               "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion", "")},
-            "reason": reason, "message": message, "type": kind, "count": 1, "firstTimestamp": stamp, "lastTimestamp": stamp,
-            "source": {"component": component}, "reportingComponent": component, "reportingInstance": "",
-        }
-        try:
-            self.cluster.create(EVENTS, event["metadata"]["namespace"], event)
-        except ApiError:
-            pass  # the namespace is terminating: its events go with it
+        self.cluster.record_event(obj, reason, message, kind, component)
 
     # Jobs ------------------------------------------------------------------------------
     def _sync_job(self, namespace: str, name: str) -> None:
@@ -130,26 +157,41 @@ class Controllers:
         phases = [p.get("status", {}).get("phase") for p in pods]
         active = [p for p, phase in zip(pods, phases) if phase not in ("Succeeded", "Failed") and not p["metadata"].get("deletionTimestamp")]
         succeeded = phases.count("Succeeded")
-        failed = phases.count("Failed")
+        # podFailurePolicy: each failed pod's first matching rule says whether it counts towards
+        # backoffLimit (Count, or no rule), is ignored (Ignore) or fails the Job (FailJob)
+        failed, fail_job = 0, None
+        for pod, phase in zip(pods, phases):
+            if phase != "Failed":
+                continue
+            action, why = pod_failure_action(spec.get("podFailurePolicy"), pod)
+            if action == "Ignore":
+                continue
+            failed += 1
+            if action == "FailJob" and fail_job is None:
+                fail_job = why
         if spec["template"]["spec"].get("restartPolicy") == "OnFailure":
             failed += sum(s.get("restartCount", 0) for p in pods for s in p.get("status", {}).get("containerStatuses") or [])
         status.setdefault("startTime", now())
         loop = asyncio.get_running_loop()
+        deadline = spec.get("activeDeadlineSeconds")
+        overdue = deadline is not None and (datetime.now(timezone.utc) - parse_time(status["startTime"])).total_seconds() >= deadline
         if succeeded >= spec.get("completions", 1):
             stamp = now()
             conditions += [self._condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods", stamp),
                            self._condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods", stamp)]
             status["completionTime"] = stamp
             self.record(job, "Completed", "Job completed")
-        elif failed > spec.get("backoffLimit", 6):
+        elif fail_job or overdue or failed > spec.get("backoffLimit", 6):
             stamp = now()
-            message = "Job has reached the specified backoff limit"
-            conditions += [self._condition("FailureTarget", "BackoffLimitExceeded", message, stamp),
-                           self._condition("Failed", "BackoffLimitExceeded", message, stamp)]
+            reason, message = (("PodFailurePolicy", fail_job) if fail_job else
+                               ("DeadlineExceeded", "Job was active longer than specified deadline") if overdue else
+                               ("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
+            conditions += [self._condition("FailureTarget", reason, message, stamp),
+                           self._condition("Failed", reason, message, stamp)]
             for pod in active:
                 self._delete_quietly(PODS, pod, "Background")
             active = []
-            self.record(job, "BackoffLimitExceeded", message, "Warning")
+            self.record(job, reason, message, "Warning")
         elif not active and not spec.get("suspend"):
             wait = self._retry_after.get(uid, 0) - loop.time()
             if failed and wait > 0:
@@ -157,6 +199,9 @@ class Controllers:
             else:
                 self._retry_after[uid] = loop.time() + self.job_backoff * (2 ** max(failed - 1, 0)) if failed else 0
                 active = [self._create_job_pod(job)]
+        if deadline is not None and active:
+            left = deadline - (datetime.now(timezone.utc) - parse_time(status["startTime"])).total_seconds()
+            loop.call_later(max(left, 0) + 0.05, self._queue_job, namespace, name)
         status.update(active=len(active) or None, succeeded=succeeded or None, failed=failed or None, ready=sum(
             1 for p in active if any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions") or [])),
             terminating=0, uncountedTerminatedPods={})

@@ -7,6 +7,9 @@ on the host network so that steps reach PostgreSQL and moto S3 on loopback. Stat
 kubelet reports it: Pending → Running → Succeeded/Failed, ``containerStatuses`` with
 ``state.terminated.exitCode`` and ``reason`` Completed/Error/OOMKilled, restarts per
 ``restartPolicy``. A gracefully deleted pod has its containers stopped, then leaves the store.
+A pod's hostname is its name. Images the engine lacks are pulled (Pulling/Pulled events); the
+events a kubelet records (Pulled, Created, Started, Killing, BackOff, Failed) are recorded with
+the container's ``fieldPath``, and the scheduler's Scheduled for the binding.
 Docker calls block, so they run in threads; every status write goes through the event loop.
 """
 
@@ -37,6 +40,10 @@ def quantity(text: Any) -> float:
     if suffix.startswith("e"):
         return float(number) * 10 ** int(suffix[1:])
     return float(number) * _UNITS[suffix]
+
+
+class ImagePullError(Exception):
+    """The engine could not pull a pod's image (ErrImagePull)."""
 
 
 class ConfigError(Exception):
@@ -90,16 +97,22 @@ class Kubelet:
     async def _run(self, namespace: str, name: str, uid: str) -> None:
         def bind(pod: dict[str, Any]) -> None:
             pod["spec"]["nodeName"] = NODE
+            # bound, its containers not yet started: what kubectl shows as ContainerCreating
             pod["status"].update(hostIP="127.0.0.1", hostIPs=[{"ip": "127.0.0.1"}], startTime=now(),
-                                 conditions=[{"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now()}])
+                                 conditions=[{"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now()}],
+                                 containerStatuses=[self._waiting(c, "ContainerCreating", "") for c in pod["spec"]["containers"]])
         pod = self._update_status(namespace, name, uid, bind)
         if pod is None:
             return
+        self.cluster.record_event(pod, "Scheduled", f"Successfully assigned {namespace}/{name} to {NODE}", component="default-scheduler",
+                                  host=NODE, series_time=True)
         spec = pod["spec"]
         try:
             envs = [self._environment(pod, c) for c in spec["containers"]]
         except ConfigError as exc:
             problem = str(exc)
+            for container in spec["containers"]:
+                self._event(pod, container, "Failed", f"Error: {problem}", "Warning")
             self._update_status(namespace, name, uid, lambda p: p["status"].update(containerStatuses=[
                 self._waiting(c, "CreateContainerConfigError", problem) for c in spec["containers"]]))
             return
@@ -111,11 +124,35 @@ class Kubelet:
                 if exits[index] is not None:
                     started.append(None)
                     continue
+                if restarts[index]:
+                    self._event(pod, container, "BackOff", f"Back-off restarting failed container {container['name']} in pod "
+                                f"{name}_{namespace}({uid})", "Warning")
                 try:
+                    image = container["image"]
+                    if await asyncio.to_thread(self._image_present, image):
+                        # an image the engine has is used whatever the pull policy (no re-pull for
+                        # Always); the wording of 1.35+ kubelets, which name the container in fieldPath
+                        self._event(pod, container, "Pulled", f'Container image "{image}" already present on machine and can be accessed by the pod')
+                    else:
+                        # the engine pulls it, from any registry it reaches (one on loopback, say)
+                        self._event(pod, container, "Pulling", f'Pulling image "{image}"')
+                        began = asyncio.get_running_loop().time()
+                        try:
+                            size = await asyncio.to_thread(self._pull, image)
+                        except Exception as exc:  # noqa: BLE001 - whatever the engine says is the pull's failure
+                            raise ImagePullError(" ".join(str(exc).split())[:300]) from None
+                        took = f"{asyncio.get_running_loop().time() - began:.3f}s"
+                        self._event(pod, container, "Pulled", f'Successfully pulled image "{image}" in {took} ({took} including waiting). '
+                                                              f"Image size: {size} bytes.")
                     started.append(await asyncio.to_thread(self._start, pod, container, envs[index], restarts[index]))
+                    self._event(pod, container, "Created", "Container created")
+                    self._event(pod, container, "Started", "Container started")
                 except Exception as exc:  # noqa: BLE001 - any engine error is the container's waiting reason
                     problem = " ".join(str(exc).split())[:300]
-                    reason = "ErrImagePull" if "image" in problem.lower() or "not found" in problem.lower() else "RunContainerError"
+                    reason = "ErrImagePull" if isinstance(exc, ImagePullError) else "RunContainerError"
+                    if reason == "ErrImagePull":
+                        self._event(pod, container, "Failed", f'Failed to pull image "{container["image"]}": {problem}', "Warning")
+                    self._event(pod, container, "Failed", f"Error: {reason}", "Warning")
                     self._update_status(namespace, name, uid, lambda p: p["status"].update(phase="Pending", containerStatuses=[
                         self._waiting(c, reason, problem) for c in spec["containers"]]))
                     return
@@ -143,6 +180,25 @@ class Kubelet:
                 restarts[i] += 1
                 exits[i] = None
             await asyncio.sleep(1)
+
+    def _event(self, pod: dict[str, Any], container: dict[str, Any], reason: str, message: str, kind: str = "Normal") -> None:
+        self.cluster.record_event(pod, reason, message, kind, component="kubelet", host=NODE,
+                                  field_path=f"spec.containers{{{container['name']}}}")
+
+    def _pull(self, image: str) -> int:
+        if "@" in image:  # by digest
+            pulled = self.docker.images.pull(image)
+        else:
+            repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+            pulled = self.docker.images.pull(repository, tag=tag)
+        return int(pulled.attrs.get("Size", 0))
+
+    def _image_present(self, image: str) -> bool:
+        try:
+            self.docker.images.get(image)
+            return True
+        except Exception:  # noqa: BLE001 - not found, or any engine error: not known to be present
+            return False
 
     def _environment(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
         namespace = pod["metadata"]["namespace"]
@@ -220,8 +276,12 @@ class Kubelet:
             options["memswap_limit"] = options["mem_limit"]  # no swap: a pod over its limit is OOMKilled
         return self.docker.containers.run(
             container["image"], entrypoint=container.get("command"), command=container.get("args"),
-            # a pod's hostname is its name (Docker cannot set one on the host network: the variable says it)
-            environment=env if pod["spec"].get("hostNetwork") else {"HOSTNAME": meta["name"], **env},
+            # a pod's hostname is spec.hostname or its name (what socket.gethostname() says, which
+            # ZenML's orchestrator pod uses to find itself), resolving to the pod IP as in a
+            # pod's /etc/hosts; a hostNetwork pod has the node's, as on a cluster
+            environment=env if pod["spec"].get("hostNetwork") else {"HOSTNAME": self._hostname(pod), **env},
+            **({} if pod["spec"].get("hostNetwork") else {"hostname": self._hostname(pod),
+                                                         "extra_hosts": {self._hostname(pod): "127.0.0.1"}}),
             working_dir=container.get("workingDir"), network_mode="host", detach=True, volumes=self._service_account_volume(pod),
             # a shared process namespace makes the pause container PID 1; Docker's init plays it
             init=bool(pod["spec"].get("shareProcessNamespace")),
@@ -229,6 +289,10 @@ class Kubelet:
             labels={LABEL: self.server_id, f"{LABEL}.pod-uid": meta["uid"], f"{LABEL}.pod": meta["name"],
                     f"{LABEL}.namespace": meta["namespace"], f"{LABEL}.container": container["name"]},
             **options)
+
+    @staticmethod
+    def _hostname(pod: dict[str, Any]) -> str:
+        return (pod["spec"].get("hostname") or pod["metadata"]["name"])[:63]
 
     @staticmethod
     def _wait(docker_container: Any) -> dict[str, Any]:
@@ -242,7 +306,8 @@ class Kubelet:
         return {"name": container["name"], "image": container["image"], "imageID": "", "restartCount": restarts, "started": False, "ready": False}
 
     def _waiting(self, container: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
-        return {**self._base(container, 0), "state": {"waiting": {"reason": reason, "message": message}}}
+        waiting = {"reason": reason, "message": message} if message else {"reason": reason}
+        return {**self._base(container, 0), "state": {"waiting": waiting}}
 
     def _running_status(self, container: dict[str, Any], docker_container: Any, restarts: int) -> dict[str, Any]:
         return {**self._base(container, restarts), "containerID": f"docker://{docker_container.id}", "started": True, "ready": True,
@@ -264,6 +329,9 @@ class Kubelet:
         if token:
             self.credentials.revoke(token)
         grace = pod["metadata"].get("deletionGracePeriodSeconds", 0) if not already_gone else 0
+        if not already_gone:
+            for container in pod["spec"]["containers"]:
+                self._event(pod, container, "Killing", f"Stopping container {container['name']}")
         for container in await asyncio.to_thread(self._containers, pod["metadata"]["uid"]):
             await asyncio.to_thread(container.stop, timeout=int(grace))
         if not already_gone:

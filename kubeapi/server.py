@@ -22,7 +22,7 @@ from aiohttp import web
 from . import discovery
 from .auth import Credentials
 from .controllers import Controllers
-from .handlers import NOT_SERVED, RestHandlers, respond
+from .handlers import NOT_SERVED, USER, RestHandlers, respond
 from .status import ApiError
 from .kubelet import Kubelet
 from .operations import Cluster
@@ -52,10 +52,10 @@ def build(options: Options, credentials: Credentials) -> tuple[web.Application, 
 
         kubelet = Kubelet(cluster, docker.from_env(timeout=120), uuid.uuid4().hex[:12], credentials)
         app.on_cleanup.append(lambda _app: asyncio.to_thread(kubelet.remove_all))
-    controllers = Controllers(cluster, job_backoff=options.job_backoff)
+    controllers = Controllers(cluster, job_backoff=options.job_backoff, ca_pem=credentials.ca_pem)
     controllers.start()
     app.on_cleanup.append(lambda _app: controllers.stop())
-    handlers = RestHandlers(cluster, kubelet, options.bookmark_interval)
+    handlers = RestHandlers(cluster, kubelet, options.bookmark_interval, credentials)
     discovery.add_routes(app)
     app.router.add_route("*", "/api/{tail:.+}", handlers.core)
     app.router.add_route("*", "/apis/{tail:.+}", handlers.grouped)
@@ -67,8 +67,10 @@ def build(options: Options, credentials: Credentials) -> tuple[web.Application, 
 def _authenticate(credentials: Credentials) -> Any:
     @web.middleware
     async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
-        if credentials.user(request.headers.get("Authorization")) is None:
+        user = credentials.user(request.headers.get("Authorization"))
+        if user is None:
             return respond(ApiError(401, "Unauthorized", "Unauthorized").body(), 401)
+        request[USER] = user  # for SelfSubjectReview (kubectl auth whoami)
         return await handler(request)
 
     return authenticate
@@ -78,10 +80,13 @@ async def _not_served(request: web.Request) -> web.Response:
     return respond(NOT_SERVED.body(), 404)
 
 
-def _bootstrap(cluster: Cluster) -> None:
-    """The namespaces every cluster has."""
+def _bootstrap(cluster: Cluster, port: int = 6443) -> None:
+    """The namespaces every cluster has, and the ``kubernetes`` Service of the default one."""
     for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
         cluster.create(find("", "v1", "namespaces"), None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    cluster.create(find("", "v1", "services"), "default", {"apiVersion": "v1", "kind": "Service", "metadata": {
+        "name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}}, "spec": {
+        "clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}})
 
 
 def kubeconfig(url: str, credentials: Credentials, namespace: str = "default") -> dict[str, Any]:
@@ -119,12 +124,20 @@ class ServerThread:
     def start(self) -> str:
         self._thread.start()
         if not self._ready.wait(30) or not self.url:
-            raise RuntimeError("the Kubernetes API test server did not start")
+            # what stopped it (no Docker engine, a port in use...), not a bare timeout
+            raise RuntimeError(f"the Kubernetes API environment did not start: {self._failure or 'no answer within 30 s'}")
         return self.url
+
+    _failure: BaseException | None = None
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._serve())
+        try:
+            self.loop.run_until_complete(self._serve())
+        except Exception as exc:  # noqa: BLE001 - reported by start(), in the caller's thread
+            self._failure = exc
+            self._ready.set()
+            return
         self._ready.set()
         self.loop.run_forever()
 
