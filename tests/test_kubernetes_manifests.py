@@ -6,6 +6,7 @@ secret-looking value in a pod spec, and local stores refused before anything is 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from decimal import Decimal
 
@@ -234,3 +235,18 @@ def test_cpu_below_a_millicore_is_refused_before_anything_is_created(monkeypatch
     steps = {name: spec.model_copy(update={"resources": ResourceSettings(cpu_count=0.0005)}) for name, spec in snapshot.steps.items()}
     with pytest.raises(SubmissionError, match="millicore"):
         orchestrator.run(snapshot.model_copy(update={"steps": steps}))
+
+
+@settings(max_examples=60, deadline=None)
+@given(environments=st.dictionaries(st.sampled_from("abc"), st.dictionaries(
+    st.text(min_size=1, max_size=8), st.one_of(st.text(max_size=40), st.sampled_from(["x" * (32 * 1024), "é" * (33 * 1024)])),
+    max_size=8), max_size=3))
+def test_step_environments_travel_in_parts_each_under_the_kernels_limit(environments):
+    """One environment string over 128 KiB makes exec fail (E2BIG) before the orchestrator pod
+    runs: the steps' environments (32 KiB values allowed) travel in numbered parts."""
+    from orcakit.reference.flavors.kubernetes.orchestrator import join_step_secrets, split_step_secrets
+
+    sealed = json.dumps(environments)
+    parts = split_step_secrets(sealed)
+    assert all(len(f"{name}={value}".encode()) < 128 * 1024 for name, value in parts.items())
+    assert json.loads(join_step_secrets(parts)) == environments

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshot", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from .orchestrator import STEP_SECRETS_ENV, KubernetesOrchestrator
+    from .orchestrator import KubernetesOrchestrator, join_step_secrets
 
     sealed = load_snapshot(open_artifact_store(args.artifact_store), args.snapshot)
     snapshot = unseal(sealed, snapshot_secrets(os.environ))
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = job["metadata"]["uid"]
     if (job["metadata"].get("annotations") or {}).get(m.ANNOTATION_RUN_ID) != run_id:
         orchestrator._record_run_id(job, run_id)  # a Job a CronJob made: record its run ID on it
-    step_environments = json.loads(os.environ[STEP_SECRETS_ENV])
+    step_environments = json.loads(join_step_secrets(os.environ))
     store = StackStores.of(snapshot.stack).open_run_store()
     record = store.get_or_create_run(snapshot.snapshot_id, run_id, snapshot.pipeline_name, orchestrator.flavor.name,
                                      placeholder_id=os.environ.get(PLACEHOLDER_RUN_ENV))

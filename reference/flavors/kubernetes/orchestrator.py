@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,28 @@ logger = logging.getLogger("orcakit.kubernetes")
 IMAGE_ENV = "ORCAKIT_KUBERNETES_IMAGE"
 PYTHON_ENV = "ORCAKIT_KUBERNETES_PYTHON"
 STEP_SECRETS_ENV = "ORCAKIT_KUBERNETES_STEP_SECRETS"  # secret-looking: always through the Secret
+#: One environment string may hold at most 128 KiB (Linux's MAX_ARG_STRLEN: beyond it exec fails
+#: with E2BIG, "argument list too long", before the orchestrator pod runs a line). Every step's
+#: environment together easily exceeds that (ENV-2 allows 32 KiB per value), so the JSON travels
+#: in numbered parts: STEP_SECRETS_ENV_0, _1, ... (ASCII JSON: characters are bytes).
+STEP_SECRETS_PART = 96 * 1024
+
+
+def split_step_secrets(sealed: str) -> dict[str, str]:
+    """The steps' environments (JSON) as numbered variables, each under the kernel's limit."""
+    parts = [sealed[start:start + STEP_SECRETS_PART] for start in range(0, len(sealed), STEP_SECRETS_PART)] or [""]
+    return {f"{STEP_SECRETS_ENV}_{index}": part for index, part in enumerate(parts)}
+
+
+def join_step_secrets(environ: Mapping[str, str]) -> str:
+    """:func:`split_step_secrets` undone (in the orchestrator pod)."""
+    parts, index = [], 0
+    while f"{STEP_SECRETS_ENV}_{index}" in environ:
+        parts.append(environ[f"{STEP_SECRETS_ENV}_{index}"])
+        index += 1
+    if not parts:
+        raise KeyError(f"{STEP_SECRETS_ENV}_0: the orchestrator pod was started without its steps' environments")
+    return "".join(parts)
 #: Set by the downward API in orchestrator pods (see manifests.downward_env).
 POD_ENV, NAMESPACE_ENV = m.POD_ENV, m.NAMESPACE_ENV
 DRIVER_MODULE = "orcakit.reference.flavors.kubernetes.driver"
@@ -200,9 +223,9 @@ class KubernetesOrchestrator(ContainerRuntimeOrchestrator):
     def _orchestrator_environment(self, snapshot: PipelineSnapshot, image: StepImage, base_environment: dict[str, str],
                                   step_environments: dict[str, dict[str, str]], stores: StackStores) -> dict[str, str]:
         forwarded = self.forwarded_environment(stores)
-        env = {**forwarded, **base_environment, IMAGE_ENV: image.tag, PYTHON_ENV: image.python,
-               STEP_SECRETS_ENV: json.dumps({step: {**forwarded, **e} for step, e in step_environments.items()})}
-        return env
+        sealed = json.dumps({step: {**forwarded, **e} for step, e in step_environments.items()})
+        return {**forwarded, **base_environment, IMAGE_ENV: image.tag, PYTHON_ENV: image.python,
+                **split_step_secrets(sealed)}
 
     def _template(self, snapshot: PipelineSnapshot, image: StepImage, command: list[str], env: list[dict[str, Any]]) -> dict[str, Any]:
         return dict(image=image.tag, command=command, env=env, settings=self.config.pod_settings(),
