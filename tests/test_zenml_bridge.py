@@ -145,9 +145,9 @@ _BOTH = {
 #: process with it, and the run stays RUNNING.
 LOCAL_EXPECTED: dict[str, str] = {**_BOTH, "ENV-1": "unsupported"}
 #: local_docker: the run ends FAILED but the killed step stays RUNNING; step containers are never
-#: removed (CLEAN-1); ENV-1 is verified by the run-ID checks, and inconclusive where the
-#: environment check stopped at ENV-2/ENV-3.
-LOCAL_DOCKER_EXPECTED: dict[str, str] = {**_BOTH, "ENV-1": "inconclusive", "CLEAN-1": "failed"}
+#: removed (CLEAN-1); ENV-1 passes: the run-ID checks verify it, and the environment check that
+#: fails ENV-2/ENV-3 records it as verified before it failed (not inconclusive: issue 19).
+LOCAL_DOCKER_EXPECTED: dict[str, str] = {**_BOTH, "ENV-1": "passed", "CLEAN-1": "failed"}
 
 
 def assert_outcomes(report: dict, expected: dict[str, str]) -> None:
