@@ -208,6 +208,8 @@ class _ForkedServer:
 
 def _serve_forked(env: dict[str, str], cwd: str, log_fd: int, stdin_fd: int, stdout_fd: int) -> None:
     """In the forked child: become what ``python -m ...zygote`` would be. Never returns."""
+    from . import zygote  # stdlib only; imported before anything can fail, for its exit
+
     code = 0
     try:
         # Objects inherited from the client (its run store's SQLite connections, open files)
@@ -229,18 +231,12 @@ def _serve_forked(env: dict[str, str], cwd: str, log_fd: int, stdin_fd: int, std
         os.environ.update(env)
         os.chdir(cwd)
         _forget_user_modules()
-        from . import zygote
-
         zygote.main()
     except BaseException:  # noqa: BLE001
         traceback.print_exc()
         code = 1
     finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        zygote.exit_flushed(code)
 
 
 def _forget_user_modules() -> None:

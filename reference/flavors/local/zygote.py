@@ -24,9 +24,20 @@ import signal
 import sys
 import traceback
 from collections import OrderedDict
+from typing import NoReturn
 
 #: Snapshots kept loaded (a client rarely has more runs under way at once).
 _CACHE_SIZE = 32
+
+
+def exit_flushed(code: int) -> NoReturn:
+    """End a forked child: what it printed is flushed, then ``os._exit`` (never the parent's
+    atexit handlers or finalizers, which belong to the process it was forked from)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 def _child(runner, request: dict) -> int:
@@ -151,11 +162,7 @@ def _fork(runner, request: dict, selector, children: dict, send) -> None:
         except BaseException:  # noqa: BLE001
             traceback.print_exc()
         finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+            exit_flushed(code)
     pidfd = os.pidfd_open(pid)
     children[pidfd] = (request["id"], pid)
     selector.register(pidfd, selectors.EVENT_READ, pidfd)
