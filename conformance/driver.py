@@ -188,6 +188,22 @@ class Driver(abc.ABC):
     def ask_fresh_process(self, method: str, *args: Any) -> Any:
         """``orchestrator.<method>(*args)`` answered by a new process (SCHED-1)."""
 
+    # -- blame by stage (not abstract: a driver that sees one stage only keeps these) ------------
+
+    def handed_environment(self, obs: "RunObservation", step: str, authored: dict[str, str | None]) -> dict[str, str | None]:
+        """The environment the orchestrator was *handed* for ``step`` (the keys of ``authored``,
+        ``None`` for absent), which the checks hold the step's environment to. A framework
+        between the pipeline author and the orchestrator (ZenML) may change values before the
+        orchestrator's entry; that is a framework finding, not the orchestrator's failure. A
+        driver that does not observe that stage hands back what the author wrote."""
+        return authored
+
+    def take_framework_findings(self) -> list[dict[str, Any]]:
+        """The framework findings of the runs since the last call (JSON-serialisable dicts: what
+        the framework did differently from the spec, with evidence), handed over once; the plugin
+        sends them to the controller in ``report.user_properties`` after each check."""
+        return []
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_driver_class(cls)

@@ -11,6 +11,7 @@ profiles) happen only when ``--flavor`` is given.
 from __future__ import annotations
 
 import importlib
+import json
 import random
 import re
 import shlex
@@ -43,6 +44,9 @@ class SuiteState:
         self.report_dir = report_dir
         self.command = command
         self.results: list[dict[str, Any]] = []
+        #: What the framework between the author and the orchestrator did (ZenML), per check;
+        #: arrives like the results, in user_properties (orcakit_framework_findings, JSON).
+        self.framework_findings: list[dict[str, Any]] = []
         self.secrets = fut.secret_values()
         self.not_applicable = fut.not_applicable()
 
@@ -53,6 +57,9 @@ class SuiteState:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = dict(report.user_properties)
+        if properties.get("orcakit_framework_findings"):
+            for finding in json.loads(properties["orcakit_framework_findings"]):
+                self.framework_findings.append({**finding, "check": report.nodeid.split("::")[-1]})
         if "orcakit_outcome" not in properties:
             return
         self.results.append(
@@ -350,6 +357,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         except Exception as exc:  # HarnessError: the suite's own fault
             outcome = "error"
             report.sections.append(("orcakit suite error", str(exc)))
+    if report.when == "call":
+        # Framework findings never decide the outcome; they travel beside it (a section of the report).
+        findings = state.fut.take_framework_findings()
+        if findings:
+            report.user_properties.append(("orcakit_framework_findings", json.dumps(findings)))
     if report.failed:
         scrub(report, state.secrets)
     if report.when == "call" or outcome != "passed":

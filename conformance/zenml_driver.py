@@ -42,7 +42,7 @@ from orcakit import (
     StackSpec,
     UnsupportedFeatureError,
 )
-from orcakit.redaction import redact
+from orcakit.redaction import REDACTED, redact
 from orcakit.reference import AttemptRecord, RunRecord, StepRecord
 
 from .driver import Driver
@@ -101,6 +101,42 @@ MAPPING = [
 ]
 
 
+#: The key of the session's ZenML secret (every run references it; SEC-1 hunts its value).
+SECRET_KEY = "CK_ZENML_SECRET_TOKEN"
+#: Tables of ZenML's store whose rows the orchestrator writes (run metadata: what it returns from
+#: submit_pipeline or get_*_metadata); every other row is ZenML's core's.
+ORCHESTRATOR_TABLES = frozenset({"run_metadata", "run_metadata_resource"})
+
+
+def _authored_environment(snapshot: PipelineSnapshot, step: str) -> dict[str, str]:
+    """What the pipeline author wrote for ``step``: the pipeline's environment, the step's over it."""
+    return {**snapshot.environment, **snapshot.steps[step].environment}
+
+
+def _all_authored(snapshot: PipelineSnapshot) -> dict[str, str]:
+    found = dict(snapshot.environment)
+    for spec in snapshot.steps.values():
+        found.update(spec.environment)
+    return found
+
+
+def _authored_keys(snapshot: PipelineSnapshot) -> set[str]:
+    keys = set(snapshot.environment)
+    for spec in snapshot.steps.values():
+        keys.update(spec.environment)
+    keys.update(snapshot.pipeline_parameters.get("env_keys", []) if snapshot.dynamic else [])
+    return keys
+
+
+def _container_specs(obs: RunObservation):
+    """``docker inspect`` of every step container of the run that still exists."""
+    ids = sorted({record["container"] for records in obs.starts.values() for record in records if record.get("container")})
+    for cid in ids:
+        done = subprocess.run(["docker", "inspect", cid], capture_output=True, text=True)
+        if done.returncode == 0:
+            yield f"docker inspect {cid[:12]}", done.stdout
+
+
 def _status(value: Any) -> ExecutionStatus:
     return ExecutionStatus(STATUS[str(getattr(value, "value", value))])
 
@@ -127,6 +163,9 @@ class ZenMLDriver(Driver):
         self.run_store_url = facts["store_url"]
         self.artifact_store_uri = facts["artifact_store"]
         self.image = os.environ.get(IMAGE_VARIABLE, DEFAULT_IMAGE) if facts["containerized"] else None
+        #: Framework findings of the runs since the plugin last took them (one check at a time
+        #: per process: the plugin takes them after each check, so none outlives its check).
+        self._findings: list[dict[str, Any]] = []
 
     def __repr__(self) -> str:
         return f"ZenMLDriver({self.reference!r})"
@@ -157,7 +196,12 @@ class ZenMLDriver(Driver):
 
         # Re-reading a run that changes under us is what the driver does; ZenML warns each time.
         logging.getLogger("zenml.models.v2.base.base").setLevel(logging.ERROR)
-        request: dict[str, Any] = {"config": config}
+        # A ZenML secret every run references (pipeline ``secrets=[...]``, as ZenML's docs show):
+        # its value reaches each step through ZenML's own mechanism, and SEC-1 holds the
+        # orchestrator to never writing it in plain text (secret_values() includes it).
+        secret = {"name": f"orcakit-conformance-{uuid.uuid4().hex[:8]}", "key": SECRET_KEY,
+                  "value": f"orcakit-canary-{uuid.uuid4().hex}"}
+        request: dict[str, Any] = {"config": config, "secret": secret}
         if ":" in flavor:  # module:Class of a flavor class, ZenML's source is module.Class
             module, _, qualname = flavor.partition(":")
             request["source"] = f"{module}.{qualname}"
@@ -173,7 +217,7 @@ class ZenMLDriver(Driver):
         if error:
             raise ConfigurationError(f"zenml:{flavor}: {error['message']}",
                                      fix="check --flavor-option/--flavor-config against the ZenML orchestrator's config")
-        return cls(f"zenml:{flavor}", answer["flavor"], config, workdir, answer, timeout)
+        return cls(f"zenml:{flavor}", answer["flavor"], config, workdir, {**answer, "secret": secret}, timeout)
 
     @staticmethod
     def _config(config_file: str | None, options) -> dict[str, Any]:
@@ -237,7 +281,21 @@ class ZenMLDriver(Driver):
                            "run another session with --flavor-option for another config")
 
     def secret_values(self) -> list[str]:
-        return secret_config_values(self.config)
+        return secret_config_values(self.config, self.facts["secret"]["value"])
+
+    def handed_environment(self, obs: RunObservation, step: str, authored: dict[str, str | None]) -> dict[str, str | None]:
+        """What ZenML handed the orchestrator for ``step`` (recorded at its entry by the runner):
+        the expectation for the step's environment. Without a record (the orchestrator was never
+        entered) the author's values stand."""
+        handed = (getattr(obs, "handed", None) or {}).get("steps", {}).get(step)
+        if handed is None:
+            return authored
+        environment = handed["environment"]
+        return {key: environment[key] if key in environment else value for key, value in authored.items()}
+
+    def take_framework_findings(self) -> list[dict[str, Any]]:
+        taken, self._findings = self._findings, []
+        return taken
 
     # -- running -------------------------------------------------------------------------------
 
@@ -260,6 +318,7 @@ class ZenMLDriver(Driver):
             "snapshot_id": snapshot.snapshot_id, "name": snapshot.pipeline_name, "run_name": run_name,
             "environment": dict(snapshot.environment), "mode": snapshot.execution_mode.value,
             "run_id_env_var": self.run_id_env_var, "image": self.image,
+            "secrets": [self.facts["secret"]["name"]], "watch_keys": sorted(_authored_keys(snapshot)),
         }
         if snapshot.schedule is not None:
             request["schedule"] = snapshot.schedule.model_dump(mode="json", exclude_none=True)
@@ -274,7 +333,10 @@ class ZenMLDriver(Driver):
             retry = None
             if spec.retry is not None and spec.retry.max_retries > 0:
                 retry = {"max_retries": spec.retry.max_retries, "delay": int(spec.retry.delay), "backoff": int(spec.retry.backoff)}
-            nodes.append({"name": node["name"], "upstream": list(spec.upstream), "spec": dict(node.get("spec", {})),
+            probe = dict(node.get("spec", {}))
+            # every probe also records the session secret's variable (SEC-1 makes sure it arrived)
+            probe["env_keys"] = [*probe.get("env_keys", []), SECRET_KEY]
+            nodes.append({"name": node["name"], "upstream": list(spec.upstream), "spec": probe,
                           "resources": resources, "retry": retry, "environment": dict(spec.environment)})
         request.update(kind="static", dag={"nodes": nodes})
         return request
@@ -316,7 +378,59 @@ class ZenMLDriver(Driver):
                   for text in answer["warnings"] if "resource" in text.lower() and "ignor" in text.lower()]
         observation = self.observe(snapshot, answer["run"], time.monotonic() - started, caught, only_this_run)
         observation.history = watch.history
+        # Stage 2 (what the orchestrator was handed) and what the orchestrator process printed
+        # (ZenML's local orchestrators run steps in it: it is also their step output).
+        observation.handed = answer.get("handed") or {}
+        # (the runner's answer line, which carries the handed values, is the suite's, not the orchestrator's)
+        printed = [line for line in (result.get("out") or "").splitlines() if not line.startswith("{")]
+        observation.orchestrator_log = "\n".join(printed) + "\n" + (result.get("err") or "")
+        self._findings += self._stage_findings(snapshot, observation.handed)
         return observation
+
+    def _stage_findings(self, snapshot: PipelineSnapshot, handed: dict) -> list[dict[str, Any]]:
+        """What ZenML did between the pipeline author (stage 1) and the orchestrator's entry
+        (stage 2), derived by comparing the two: values it changed, and secret-looking values it
+        keeps in plain text in its own store. Evidence names the key and both values (secret-
+        looking values redacted)."""
+        findings: list[dict[str, Any]] = []
+        framework = f"ZenML {self.facts['zenml_version']}"
+        for step, record in (handed.get("steps") or {}).items():
+            if step not in snapshot.steps:
+                continue
+            authored = _authored_environment(snapshot, step)
+            for key, written in authored.items():
+                seen = record["environment"].get(key)
+                if seen != written:
+                    findings.append({
+                        "framework": framework, "stage": "pipeline author -> orchestrator's entry",
+                        "what": "an environment value the pipeline author wrote is not the value ZenML hands the "
+                                "orchestrator (ZenML changes it while compiling the pipeline, before any orchestrator "
+                                "code runs)",
+                        "requirements": "ENV-2" if key in snapshot.environment and key not in snapshot.steps[step].environment else "ENV-3",
+                        "evidence": {"step": step, "variable": key, "written": repr(redact(written, key)),
+                                     "handed": repr(redact(seen, key))},
+                    })
+        secrets = {key: value for key, value in _all_authored(snapshot).items()
+                   if isinstance(value, str) and len(value) >= 8 and redact(value, key) != value}
+        if secrets:
+            tables: dict[str, set[str]] = {}
+            for where, text in sql_rows(self.run_store_url):
+                table = where.rsplit(" ", 1)[-1]
+                if table in ORCHESTRATOR_TABLES:
+                    continue  # written_by holds the orchestrator to these
+                for key, value in secrets.items():
+                    if value in text:
+                        tables.setdefault(key, set()).add(table)
+            for key, where in sorted(tables.items()):
+                findings.append({
+                    "framework": framework, "stage": "pipeline author -> framework store",
+                    "what": "a secret-looking environment value is kept in plain text in ZenML's own store (written by "
+                            "ZenML's core when it stores the pipeline snapshot, before the orchestrator's entry; ZenML's "
+                            "answer is a secret referenced with secrets=[...])",
+                    "requirements": "SEC-1",
+                    "evidence": {"variable": key, "written": REDACTED, "stored in": ", ".join(f"ZenML store table {t}" for t in sorted(where))},
+                })
+        return findings
 
     @staticmethod
     def _run_named(run_name: str) -> str | None:
@@ -486,10 +600,18 @@ class ZenMLDriver(Driver):
         return sorted(set(found))
 
     def written_by(self, obs: RunObservation):
-        """Every file of the stack's artifact store but the probes' own records (artifacts,
-        step logs, code archives: ZenML keeps its logs there), and every row of ZenML's store."""
+        """What the orchestrator creates or writes (SEC-1 for ZenML is the orchestrator's part):
+        every file of the stack's artifact store but the probes' own records (artifacts, step
+        logs: ZenML keeps them there), the run metadata rows of ZenML's store (what an
+        orchestrator adds), the orchestrator process's output, and the specs of the step
+        containers it created (``docker inspect``). The rest of ZenML's store is written by
+        ZenML's core before the orchestrator's entry: plain text there is a framework finding."""
         from .zenml_runner import PROBE_FOLDER
 
+        secret = self.facts["secret"]
+        if not any(record["env"].get(SECRET_KEY) == secret["value"] for records in obs.starts.values() for record in records):
+            raise HarnessError(f"the ZenML secret {secret['name']!r} the pipeline references (secrets=[...]) did not reach "
+                               f"any step as {SECRET_KEY}: SEC-1 cannot tell whether the orchestrator would write it")
         store, _ = self._probe_root()
         for folder, _, files in store.walk(store.path):
             folder = folder if isinstance(folder, str) else folder.decode()
@@ -499,7 +621,11 @@ class ZenMLDriver(Driver):
                 path = f"{folder}/{file if isinstance(file, str) else file.decode()}"
                 with store.open(path, "rb") as handle:
                     yield f"artifact store {path}", handle.read().decode(errors="replace")
-        yield from sql_rows(self.run_store_url)
+        for where, text in sql_rows(self.run_store_url):
+            if where.rsplit(" ", 1)[-1] in ORCHESTRATOR_TABLES:
+                yield where, text
+        yield "the orchestrator's output (its process's stdout and stderr)", getattr(obs, "orchestrator_log", "")
+        yield from _container_specs(obs)
 
     # -- operations --------------------------------------------------------------------------
 

@@ -135,10 +135,69 @@ class _Warnings(logging.Handler):
             pass
 
 
+def record_entry(handed: dict, keys: list[str]) -> None:
+    """Record, at the orchestrator's entry, what ZenML hands it (stage 2 of a run): for each step,
+    the environment (only the ``keys`` the pipeline author wrote, present or absent: ZenML's own
+    variables may carry tokens), the secrets referenced by name and the resource settings. The
+    checks judge the orchestrator against this, not against what the author wrote: what ZenML
+    changed on the way in (placeholder substitution on compile) is ZenML's, not the orchestrator's.
+
+    The entry is ``submit_pipeline`` (ZenML's ``run()`` builds each step's environment before it),
+    the deprecated ``prepare_or_run_pipeline`` for an orchestrator that still implements only that
+    (its steps' environment is what ``run()`` would have built), or ``submit_dynamic_pipeline``."""
+    from zenml.orchestrators import BaseOrchestrator
+
+    cls = type(Client().active_stack.orchestrator)
+
+    def note(entry: str, snapshot: Any, stack: Any, base: dict, step_environments: dict | None) -> None:
+        from zenml.utils.env_utils import get_runtime_environment
+
+        steps = {}
+        for invocation, step_configuration in snapshot.step_configurations.items():
+            config = step_configuration.config
+            environment = (step_environments or {}).get(invocation)
+            if environment is None:
+                environment = {**base, **get_runtime_environment(config=config, stack=stack)}
+            steps[invocation] = {
+                "environment": {key: environment.get(key) for key in keys},
+                "secrets": [str(secret) for secret in config.secrets],
+                "resources": config.resource_settings.model_dump(mode="json", exclude_none=True),
+            }
+        handed.update(entry=entry, base={key: base.get(key) for key in keys}, steps=steps,
+                      pipeline_secrets=[str(s) for s in snapshot.pipeline_configuration.secrets])
+
+    if cls.submit_pipeline is not BaseOrchestrator.submit_pipeline:
+        original = cls.submit_pipeline
+
+        def submit_pipeline(self, snapshot, stack, base_environment, step_environments, placeholder_run=None):
+            note("submit_pipeline", snapshot, stack, base_environment, step_environments)
+            return original(self, snapshot, stack, base_environment, step_environments, placeholder_run=placeholder_run)
+
+        cls.submit_pipeline = submit_pipeline
+    elif cls.prepare_or_run_pipeline is not BaseOrchestrator.prepare_or_run_pipeline:
+        original_prepare = cls.prepare_or_run_pipeline
+
+        def prepare_or_run_pipeline(self, deployment, stack, environment, placeholder_run=None):
+            note("prepare_or_run_pipeline", deployment, stack, environment, None)
+            return original_prepare(self, deployment, stack, environment, placeholder_run=placeholder_run)
+
+        cls.prepare_or_run_pipeline = prepare_or_run_pipeline
+    if cls.submit_dynamic_pipeline is not BaseOrchestrator.submit_dynamic_pipeline:
+        original_dynamic = cls.submit_dynamic_pipeline
+
+        def submit_dynamic_pipeline(self, snapshot, stack, environment, placeholder_run=None):
+            note("submit_dynamic_pipeline", snapshot, stack, environment, None)
+            return original_dynamic(self, snapshot, stack, environment, placeholder_run=placeholder_run)
+
+        cls.submit_dynamic_pipeline = submit_dynamic_pipeline
+
+
 def run(request: dict) -> dict:
     from zenml.config import DockerSettings
     from zenml.enums import ExecutionMode
 
+    handed: dict = {}
+    record_entry(handed, request.get("watch_keys", []))
     caught = _Warnings()
     logging.getLogger().addHandler(caught)
     if not logging.getLogger("zenml").propagate:
@@ -152,6 +211,8 @@ def run(request: dict) -> dict:
     if request.get("image"):
         options["settings"] = {"docker": DockerSettings(parent_image=request["image"], skip_build=True,
                                                         install_stack_requirements=False)}
+    if request.get("secrets"):
+        options["secrets"] = list(request["secrets"])
     if request.get("schedule"):
         from zenml.config.schedule import Schedule
 
@@ -172,7 +233,7 @@ def run(request: dict) -> dict:
         run_uuid = str(Client().get_pipeline_run(request["run_name"]).id)
     except Exception:  # noqa: BLE001 - refused before a run existed
         pass
-    return {"run": run_uuid, "error": error, "warnings": caught.messages}
+    return {"run": run_uuid, "error": error, "warnings": caught.messages, "handed": handed}
 
 
 # -- setup ------------------------------------------------------------------------------------
@@ -263,6 +324,9 @@ def setup(request: dict) -> dict:
         components[StackComponentType.IMAGE_BUILDER] = STACK
     client.create_stack(name=STACK, components=components)
     client.activate_stack(STACK)
+    if request.get("secret"):
+        secret = request["secret"]
+        client.create_secret(name=secret["name"], values={secret["key"]: secret["value"]})
     stack = client.active_stack
     orchestrator = stack.orchestrator
     config_fields = sorted(type(orchestrator.config).model_fields)
