@@ -275,10 +275,12 @@ def _capabilities(orchestrator: Any) -> dict:
     # Any other orchestrator is held to what the custom-orchestrator guide asks: respect them.
     resources = "warned" if sequential else "enforced"
     cls = type(orchestrator)
+    # An orchestrator may say what it does with ResourceSettings (ZenML has no declaration for
+    # it): orcakit_resource_support = {"cpu": "rejected"|"warned"|"enforced", ...}.
+    declared = {kind: resources for kind in ("cpu", "memory", "gpu")}
+    declared.update(getattr(orchestrator, "orcakit_resource_support", None) or {})
     return {
-        "cpu": resources,
-        "memory": resources,
-        "gpu": resources,
+        **declared,
         "schedules": ["cron", "interval", "run_once"] if orchestrator.config.is_schedulable else [],
         "dynamic_pipelines": bool(orchestrator.supports_dynamic_pipelines),
         "native_retries": bool(orchestrator.config.handles_step_retries),
@@ -298,8 +300,14 @@ def setup(request: dict) -> dict:
     client = Client()
     flavor = request["flavor"]
     if request.get("source"):
-        model = client.create_flavor(source=request["source"], component_type=StackComponentType.ORCHESTRATOR)
-        flavor = model.name
+        from zenml.stack.flavor import validate_flavor_source
+
+        _, found = validate_flavor_source(source=request["source"], component_type=StackComponentType.ORCHESTRATOR)
+        model = found.to_model(integration="custom", is_custom=True)
+        # Keep the import path the user gave: ZenML re-derives a source relative to its source
+        # root (the folder of __main__), which names a module of an editable install wrongly.
+        model.source = request["source"]
+        flavor = client.zen_store.create_flavor(flavor=model).name
     available = sorted({f.name for f in client.get_flavors_by_type(StackComponentType.ORCHESTRATOR)})
     if flavor not in available:
         return {"error": {"type": "unknown-flavor", "message": f"no ZenML orchestrator flavor named {flavor!r}",
