@@ -108,19 +108,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _resolve_reference(name: str) -> tuple[str, dict[str, Any]]:
-    """A flavor reference and base config: a flavor name, 'module:Class', or an orchestrator
-    registered with ``orcakit orchestrator register``."""
-    from orcakit import available_flavors
+    """Kept for callers of the old name; the driver module resolves references (so that the
+    harness, below the plugin, need not import it)."""
+    from .driver import resolve_reference
 
-    if ":" in name or name in available_flavors():
-        return name, {}
-    from orcakit.reference import ConfigStore
-
-    store = ConfigStore()
-    registered = store.load().orchestrators
-    if name in registered:
-        return registered[name].flavor, dict(registered[name].config)
-    return name, {}  # load_flavor will say what is registered
+    return resolve_reference(name)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -374,6 +374,13 @@ class ZenMLDriver(Driver):
             answer = _answer(result.get("out", ""), result.get("err", ""), "run")
         if answer["run"] is None:
             raise self._refusal(snapshot, answer.get("error") or {}, result.get("err", ""))
+        raised = (answer.get("handed") or {}).get("raised")
+        if raised and not self._step_runs(answer["run"]):
+            # The orchestrator refused at its entry, before any step: its answer, although ZenML
+            # had already made a placeholder run (which stays, failed, with no step).
+            refusal = self._refusal(snapshot, raised, result.get("err", ""))
+            if isinstance(refusal, UnsupportedFeatureError):
+                raise refusal
         caught = [warnings.WarningMessage(ResourcesIgnoredWarning(text), ResourcesIgnoredWarning, "zenml", 0)
                   for text in answer["warnings"] if "resource" in text.lower() and "ignor" in text.lower()]
         observation = self.observe(snapshot, answer["run"], time.monotonic() - started, caught, only_this_run)
@@ -431,6 +438,12 @@ class ZenMLDriver(Driver):
                     "evidence": {"variable": key, "written": REDACTED, "stored in": ", ".join(f"ZenML store table {t}" for t in sorted(where))},
                 })
         return findings
+
+    @staticmethod
+    def _step_runs(run_uuid: str) -> int:
+        from zenml.client import Client
+
+        return Client().list_run_steps(pipeline_run_id=run_uuid, size=1).total
 
     @staticmethod
     def _run_named(run_name: str) -> str | None:

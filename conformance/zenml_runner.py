@@ -149,6 +149,15 @@ def record_entry(handed: dict, keys: list[str]) -> None:
 
     cls = type(Client().active_stack.orchestrator)
 
+    def entered(entry: str, call):
+        """Call the orchestrator's entry; keep what it raised (a refusal at its entry, before any
+        step, is the orchestrator's typed answer, whatever ZenML does with the placeholder run)."""
+        try:
+            return call()
+        except BaseException as exc:
+            handed["raised"] = {"type": f"{type(exc).__module__}.{type(exc).__name__}", "message": str(exc)[-4000:]}
+            raise
+
     def note(entry: str, snapshot: Any, stack: Any, base: dict, step_environments: dict | None) -> None:
         from zenml.utils.env_utils import get_runtime_environment
 
@@ -171,7 +180,8 @@ def record_entry(handed: dict, keys: list[str]) -> None:
 
         def submit_pipeline(self, snapshot, stack, base_environment, step_environments, placeholder_run=None):
             note("submit_pipeline", snapshot, stack, base_environment, step_environments)
-            return original(self, snapshot, stack, base_environment, step_environments, placeholder_run=placeholder_run)
+            return entered("submit_pipeline", lambda: original(self, snapshot, stack, base_environment, step_environments,
+                                                               placeholder_run=placeholder_run))
 
         cls.submit_pipeline = submit_pipeline
     elif cls.prepare_or_run_pipeline is not BaseOrchestrator.prepare_or_run_pipeline:
@@ -179,7 +189,8 @@ def record_entry(handed: dict, keys: list[str]) -> None:
 
         def prepare_or_run_pipeline(self, deployment, stack, environment, placeholder_run=None):
             note("prepare_or_run_pipeline", deployment, stack, environment, None)
-            return original_prepare(self, deployment, stack, environment, placeholder_run=placeholder_run)
+            return entered("prepare_or_run_pipeline", lambda: original_prepare(self, deployment, stack, environment,
+                                                                                placeholder_run=placeholder_run))
 
         cls.prepare_or_run_pipeline = prepare_or_run_pipeline
     if cls.submit_dynamic_pipeline is not BaseOrchestrator.submit_dynamic_pipeline:
@@ -187,7 +198,8 @@ def record_entry(handed: dict, keys: list[str]) -> None:
 
         def submit_dynamic_pipeline(self, snapshot, stack, environment, placeholder_run=None):
             note("submit_dynamic_pipeline", snapshot, stack, environment, None)
-            return original_dynamic(self, snapshot, stack, environment, placeholder_run=placeholder_run)
+            return entered("submit_dynamic_pipeline", lambda: original_dynamic(self, snapshot, stack, environment,
+                                                                                placeholder_run=placeholder_run))
 
         cls.submit_dynamic_pipeline = submit_dynamic_pipeline
 
