@@ -245,3 +245,119 @@ def test_a_custom_zenml_orchestrator_with_a_run_id_per_step_is_caught_on_runid_1
     assert "RUNID-1" in blamed
     failing = [c for c in report["checks"] if "RUNID-1" in c["blamed"]]
     assert any("different run IDs" in (c["message"] or "") for c in failing), failing
+
+
+# -- blame by stage -------------------------------------------------------------------------------
+
+ENV_CHANGING_FLAVOR = textwrap.dedent('''
+    """A ZenML orchestrator that changes environment values between what ZenML hands it and the step."""
+    from zenml.orchestrators.local.local_orchestrator import LocalOrchestrator, LocalOrchestratorFlavor
+
+
+    class EnvChangingOrchestrator(LocalOrchestrator):
+        def submit_pipeline(self, snapshot, stack, base_environment, step_environments, placeholder_run=None):
+            # the bug: a "normalising" layer that strips values (an env file writer would)
+            changed = {step: {key: value.strip() if key.startswith("CK_") else value for key, value in env.items()}
+                       for step, env in step_environments.items()}
+            return super().submit_pipeline(snapshot, stack, base_environment, changed, placeholder_run=placeholder_run)
+
+
+    class EnvChangingFlavor(LocalOrchestratorFlavor):
+        @property
+        def name(self):
+            return "env_changing"
+
+        @property
+        def implementation_class(self):
+            return EnvChangingOrchestrator
+''')
+
+
+@pytest.mark.slow
+def test_an_orchestrator_that_changes_the_environment_it_was_handed_fails_env_2(tmp_path: Path) -> None:
+    """Blame by stage holds the orchestrator to what ZenML handed it: ZenML's own placeholder
+    substitution is a framework finding, but a value the orchestrator changes on the way to the
+    step is its failure, on ENV-2 as before."""
+    package = tmp_path / "flavors"
+    package.mkdir()
+    (package / "env_changing_flavor.py").write_text(ENV_CHANGING_FLAVOR)
+    done, report = suite(tmp_path, "--flavor=zenml:env_changing_flavor:EnvChangingFlavor", "--requirement=ENV-2",
+                         "-k", "environment_reaches",
+                         env={"PYTHONPATH": f"{package}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert report is not None, done.stdout[-3000:] + done.stderr[-3000:]
+    blamed = {rid for check in report["checks"] for rid in check["blamed"]}
+    assert "ENV-2" in blamed, [(c["name"], c["outcome"], c["message"]) for c in report["checks"]]
+    failing = next(c for c in report["checks"] if "ENV-2" in c["blamed"])
+    assert "arrived wrong" in failing["message"] and "PADDED" in failing["message"], failing["message"][:2000]
+    # ZenML's own change (the ${HOME} placeholder) is listed apart, with the evidence
+    findings = report["framework_findings"]
+    assert any(e.get("written") == repr("${HOME}") and e.get("handed") != e.get("written")
+               for f in findings for e in f["evidence"]), findings
+
+
+def assert_framework_findings(report: dict) -> None:
+    """ZenML's placeholder substitution and its stored environment are listed as framework
+    findings, with evidence, and never as requirement results."""
+    findings = report["framework_findings"]
+    stages = {f["stage"] for f in findings}
+    assert "pipeline author -> orchestrator's entry" in stages and "pipeline author -> framework store" in stages, findings
+    substituted = [e for f in findings for e in f["evidence"] if e.get("written") == repr("${HOME}")]
+    assert substituted and all(e["handed"] != e["written"] for e in substituted), findings
+    stored = [e for f in findings for e in f["evidence"] if "stored in" in e]
+    assert any("pipeline_snapshot" in e["stored in"] for e in stored), findings
+    assert all(e.get("written") in ("********", None) or "API_TOKEN" not in e.get("variable", "") for e in stored)
+    assert not {f["what"] for f in findings} & {row["id"] for row in report["requirements"]}
+
+
+# -- the shipped example orchestrator and its mutants ---------------------------------------------
+
+EXAMPLE = "zenml:orcakit.conformance.zenml_orchestrator:ProcessOrchestratorFlavor"
+#: What the example cannot do, and says so (requirement -> outcome); everything else passes.
+EXAMPLE_EXPECTED = {
+    "ENV-4": "unsupported",  # definition is orcakit's authoring API in this driver
+    "RES-2": "unsupported", "RES-3": "unsupported", "RES-4": "unsupported",  # resources refused, not enforced
+    "ORDER-5": "unsupported",  # no max_parallelism field (it has max_parallel_steps)
+    "SCHED-1": "unsupported", "DYN-1": "unsupported", "DYN-2": "unsupported",  # no schedules, no dynamic pipelines
+    "RUNID-5": "unsupported",  # dynamic pipelines only
+    "RUNID-4": "untested",
+}
+
+
+@pytest.mark.slow
+def test_the_example_zenml_orchestrator_passes_every_check_it_declares(tmp_path: Path) -> None:
+    done, report = suite(tmp_path, f"--flavor={EXAMPLE}")
+    assert report is not None, done.stdout[-3000:] + done.stderr[-3000:]
+    explained(report)
+    assert report["flavor"]["run_id_env_var"] == "ZENML_PROCESS_ORCHESTRATOR_RUN_ID"
+    assert_outcomes(report, EXAMPLE_EXPECTED)
+    assert_framework_findings(report)
+
+
+def _mutant_cases():
+    from orcakit.conformance.zenml_mutants import EXPECTED
+
+    return [pytest.param(name, seed, id=f"{name}-seed{seed}") for name in EXPECTED for seed in (1, 2, 3)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mutant", "seed"), _mutant_cases())
+def test_each_zenml_mutant_is_caught_on_exactly_its_requirements(tmp_path: Path, mutant: str, seed: int) -> None:
+    """Each pitfall of ZenML's custom-orchestrator guide, put into the example orchestrator, is
+    caught on exactly the requirements it breaks (the checks of those requirements only, quick
+    profile), whatever the seed."""
+    from orcakit.conformance.zenml_mutants import EXPECTED
+
+    selected, expected = EXPECTED[mutant]
+    out = tmp_path / "bundle"
+    work = tmp_path / "empty"
+    work.mkdir()
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-W", "ignore::DeprecationWarning",
+               "--conformance-profile=quick", f"--conformance-seed={seed}", f"--report-dir={out}",
+               f"--flavor=zenml:orcakit.conformance.zenml_mutants:{mutant}", *(f"--requirement={r}" for r in selected)]
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=1500)
+    assert (out / "report.json").is_file(), done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    failed = {row["id"] for row in report["requirements"] if row["outcome"] == "failed"}
+    errors = [c for c in report["checks"] if c["outcome"] == "error"]
+    assert not errors, [(c["name"], c["message"][:1000]) for c in errors]
+    assert failed == expected, [(c["name"], c["outcome"], c["blamed"], (c["message"] or "")[:500]) for c in report["checks"]]
