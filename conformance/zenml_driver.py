@@ -208,8 +208,16 @@ class ZenMLDriver(Driver):
             request["flavor"] = None
         else:
             request["flavor"] = flavor
-        answer = _call("setup", request, workdir, timeout)
+        # The session's first worker makes the stack and then serves runs (already warm).
+        worker = _Worker(workdir)
+        asked = worker.ask({**request, "__action__": "setup"})
+        if asked["answer"] is None:
+            worker.kill()
+            raise HarnessError(f"the ZenML setup process gave no answer; its stderr ends with:\n{redact(asked['err'][-3000:])}")
+        answer = asked["answer"]
         error = answer.get("error")
+        if error:
+            worker.kill()
         if error and error["type"] == "unknown-flavor":
             raise FlavorNotFoundError(
                 f"{error['message']}; this ZenML has: {', '.join(error['available'])}",
@@ -217,7 +225,9 @@ class ZenMLDriver(Driver):
         if error:
             raise ConfigurationError(f"zenml:{flavor}: {error['message']}",
                                      fix="check --flavor-option/--flavor-config against the ZenML orchestrator's config")
-        return cls(f"zenml:{flavor}", answer["flavor"], config, workdir, {**answer, "secret": secret}, timeout)
+        driver = cls(f"zenml:{flavor}", answer["flavor"], config, workdir, {**answer, "secret": secret}, timeout)
+        driver._give_back(worker)
+        return driver
 
     @staticmethod
     def _config(config_file: str | None, options) -> dict[str, Any]:
@@ -352,26 +362,26 @@ class ZenMLDriver(Driver):
         started = time.monotonic()
         watch = ZenMLStatusWatch(run_name)
         watch.start()
-        process = subprocess.Popen([sys.executable, "-m", "orcakit.conformance.zenml_runner", "run"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.workdir,
-                                   start_new_session=True)
-        _LIVE.add(process)
+        worker = self._take_worker()
         result: dict[str, Any] = {}
 
         def talk() -> None:
-            result["out"], result["err"] = process.communicate(json.dumps(request))
+            result.update(worker.ask(request))
 
         supervise(talk, watch=watch, during=during, started=started, timeout=self.timeout, requirement=requirement,
-                  pipeline_name=snapshot.pipeline_name, on_hang=lambda: _kill(process))
-        _LIVE.discard(process)
-        if process.returncode and process.returncode < 0:
-            # The run's process died (a step that kills itself kills it: ZenML's local
-            # orchestrator runs steps inside it). The run is observed as ZenML recorded it.
+                  pipeline_name=snapshot.pipeline_name, on_hang=worker.kill)
+        if worker.alive():
+            self._give_back(worker)
+        if result.get("answer") is None:
+            # The worker died (a step that kills itself kills it: ZenML's local orchestrator
+            # runs steps inside it). The run is observed as ZenML recorded it.
+            code = worker.returncode()
             answer = {"run": self._run_named(run_name), "error": None, "warnings": []}
             if answer["run"] is None:
-                raise ZenMLRunError(f"the ZenML run process died of signal {-process.returncode} before a run existed")
+                raise ZenMLRunError(f"the ZenML run process died (exit {code}) before a run existed\n"
+                                    f"{redact(result.get('err', '')[-3000:])}")
         else:
-            answer = _answer(result.get("out", ""), result.get("err", ""), "run")
+            answer = result["answer"]
         if answer["run"] is None:
             raise self._refusal(snapshot, answer.get("error") or {}, result.get("err", ""))
         raised = (answer.get("handed") or {}).get("raised")
@@ -389,8 +399,7 @@ class ZenMLDriver(Driver):
         # (ZenML's local orchestrators run steps in it: it is also their step output).
         observation.handed = answer.get("handed") or {}
         # (the runner's answer line, which carries the handed values, is the suite's, not the orchestrator's)
-        printed = [line for line in (result.get("out") or "").splitlines() if not line.startswith("{")]
-        observation.orchestrator_log = "\n".join(printed) + "\n" + (result.get("err") or "")
+        observation.orchestrator_log = (result.get("out") or "") + "\n" + (result.get("err") or "")
         self._findings += self._stage_findings(snapshot, observation.handed)
         return observation
 
@@ -438,6 +447,25 @@ class ZenMLDriver(Driver):
                     "evidence": {"variable": key, "written": REDACTED, "stored in": ", ".join(f"ZenML store table {t}" for t in sorted(where))},
                 })
         return findings
+
+    # -- the session's ZenML workers -------------------------------------------------------------
+
+    def _take_worker(self) -> "_Worker":
+        """An idle worker of this session, or a new one (runs side by side get one each)."""
+        with _POOL_LOCK:
+            idle = self.__dict__.setdefault("_idle", [])
+            while idle:
+                worker = idle.pop()
+                if worker.alive():
+                    return worker
+        return _Worker(self.workdir)
+
+    def _give_back(self, worker: "_Worker") -> None:
+        with _POOL_LOCK:
+            self.__dict__.setdefault("_idle", []).append(worker)
+
+    def worker_pids(self) -> set[int]:
+        return {worker.pid for worker in _WORKERS if worker.alive()}
 
     @staticmethod
     def _step_runs(run_uuid: str) -> int:
@@ -598,8 +626,13 @@ class ZenMLDriver(Driver):
         state: a container ZenML created for a step and did not remove is left behind; only
         running ones with ``running_only``), and probes that began after the run ended."""
         deadline = time.monotonic() + grace
+        # A step ZenML's local orchestrator runs inside the calling process (here one of the
+        # session's long-lived workers) has that process's pid: the caller living on is not a
+        # step left running.
+        workers = {f"process {pid} " for pid in self.worker_pids()}
         while True:
-            found = live_step_processes(obs) + _step_containers(obs, running_only)
+            found = [p for p in live_step_processes(obs) if not any(p.startswith(w) for w in workers)]
+            found += _step_containers(obs, running_only)
             if not found or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
@@ -658,15 +691,80 @@ class ZenMLDriver(Driver):
         raise HarnessError("the ZenML driver does not ask fresh processes yet (SCHED-1)")
 
 
-#: Run processes under way: each is a session of its own (so that killing a run kills its
-#: steps), so an interrupted suite must end them itself.
-_LIVE: set[subprocess.Popen] = set()
+class _Worker:
+    """A long-lived ``zenml_runner serve`` process: one run at a time, one JSON line each way.
+    It is a session of its own (killing it kills the steps it started)."""
+
+    def __init__(self, workdir: Path) -> None:
+        import queue
+        import threading
+
+        from .zenml_runner import ANSWER_MARK
+
+        self.mark = ANSWER_MARK
+        self.process = subprocess.Popen([sys.executable, "-m", "orcakit.conformance.zenml_runner", "serve"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        encoding="utf-8", errors="replace", cwd=workdir, start_new_session=True, bufsize=1)
+        self.pid = self.process.pid
+        self.lines: "queue.Queue[str | None]" = queue.Queue()
+        self.err: list[str] = []
+        threading.Thread(target=self._read, args=(self.process.stdout, self.lines.put), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.process.stderr, self.err.append), daemon=True).start()
+        _WORKERS.add(self)
+
+    @staticmethod
+    def _read(stream, put) -> None:
+        for line in stream:
+            put(line)
+        put(None)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def returncode(self) -> int | None:
+        return self.process.poll()
+
+    def ask(self, request: dict) -> dict:
+        """Send ``request``; ``{"answer": ..., "out": ..., "err": ...}`` (no answer: it died)."""
+        start = len(self.err)
+        out: list[str] = []
+        answer = None
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        except OSError:
+            return {"answer": None, "out": "", "err": "".join(self.err[start:])}
+        while True:
+            line = self.lines.get()
+            if line is None:
+                self.lines.put(None)  # keep saying "ended" to later readers
+                break
+            if line.startswith(self.mark):
+                answer = json.loads(line[len(self.mark):])
+                break
+            out.append(line)
+        if answer is None:
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        return {"answer": answer, "out": "".join(out), "err": "".join(self.err[start:])}
+
+    def kill(self) -> None:
+        _kill(self.process)
+        _WORKERS.discard(self)
+
+
+#: Every worker of this process's sessions: each is a session of its own (so that killing a run
+#: kills its steps), so an interrupted suite must end them itself.
+_WORKERS: set[_Worker] = set()
+_POOL_LOCK = __import__("threading").Lock()
 
 
 @atexit.register
 def _end_live_runs() -> None:
-    for process in list(_LIVE):
-        _kill(process)
+    for worker in list(_WORKERS):
+        worker.kill()
 
 
 def zenml_environment(workdir: Path) -> dict[str, str]:

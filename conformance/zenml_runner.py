@@ -135,6 +135,11 @@ class _Warnings(logging.Handler):
             pass
 
 
+#: The run under way in this process (a worker serves one request at a time): where the
+#: orchestrator's entry, patched once per class, writes what it was handed.
+_CURRENT: dict[str, Any] = {"handed": {}, "keys": []}
+
+
 def record_entry(handed: dict, keys: list[str]) -> None:
     """Record, at the orchestrator's entry, what ZenML hands it (stage 2 of a run): for each step,
     the environment (only the ``keys`` the pipeline author wrote, present or absent: ZenML's own
@@ -147,7 +152,12 @@ def record_entry(handed: dict, keys: list[str]) -> None:
     (its steps' environment is what ``run()`` would have built), or ``submit_dynamic_pipeline``."""
     from zenml.orchestrators import BaseOrchestrator
 
+    _CURRENT["handed"] = handed
+    _CURRENT["keys"] = keys
     cls = type(Client().active_stack.orchestrator)
+    if cls.__dict__.get("_orcakit_entry_recorded"):
+        return  # a long-lived worker patched it for an earlier run; the record goes to _CURRENT
+    cls._orcakit_entry_recorded = True
 
     def entered(entry: str, call):
         """Call the orchestrator's entry; keep what it raised (a refusal at its entry, before any
@@ -155,13 +165,14 @@ def record_entry(handed: dict, keys: list[str]) -> None:
         try:
             return call()
         except BaseException as exc:
-            handed["raised"] = {"type": f"{type(exc).__module__}.{type(exc).__name__}", "message": str(exc)[-4000:]}
+            _CURRENT["handed"]["raised"] = {"type": f"{type(exc).__module__}.{type(exc).__name__}", "message": str(exc)[-4000:]}
             raise
 
     def note(entry: str, snapshot: Any, stack: Any, base: dict, step_environments: dict | None) -> None:
         from zenml.utils.env_utils import get_runtime_environment
 
         steps = {}
+        keys = _CURRENT["keys"]
         for invocation, step_configuration in snapshot.step_configurations.items():
             config = step_configuration.config
             environment = (step_environments or {}).get(invocation)
@@ -172,7 +183,7 @@ def record_entry(handed: dict, keys: list[str]) -> None:
                 "secrets": [str(secret) for secret in config.secrets],
                 "resources": config.resource_settings.model_dump(mode="json", exclude_none=True),
             }
-        handed.update(entry=entry, base={key: base.get(key) for key in keys}, steps=steps,
+        _CURRENT["handed"].update(entry=entry, base={key: base.get(key) for key in keys}, steps=steps,
                       pipeline_secrets=[str(s) for s in snapshot.pipeline_configuration.secrets])
 
     if cls.submit_pipeline is not BaseOrchestrator.submit_pipeline:
@@ -205,15 +216,23 @@ def record_entry(handed: dict, keys: list[str]) -> None:
 
 
 def run(request: dict) -> dict:
-    from zenml.config import DockerSettings
-    from zenml.enums import ExecutionMode
-
     handed: dict = {}
     record_entry(handed, request.get("watch_keys", []))
     caught = _Warnings()
-    logging.getLogger().addHandler(caught)
-    if not logging.getLogger("zenml").propagate:
-        logging.getLogger("zenml").addHandler(caught)
+    loggers = [logging.getLogger()] + ([] if logging.getLogger("zenml").propagate else [logging.getLogger("zenml")])
+    for logger in loggers:
+        logger.addHandler(caught)
+    try:
+        return _run(request, handed, caught)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(caught)
+
+
+def _run(request: dict, handed: dict, caught: "_Warnings") -> dict:
+    from zenml.config import DockerSettings
+    from zenml.enums import ExecutionMode
+
     common = {"snapshot_id": request["snapshot_id"], "run_id_env_var": request.get("run_id_env_var")}
     options: dict[str, Any] = {"run_name": request["run_name"]}
     if request.get("environment"):
@@ -366,8 +385,37 @@ def setup(request: dict) -> dict:
     }
 
 
+#: Marks the answer line of a worker (its stdout also carries what steps run in it print).
+ANSWER_MARK = "\x1eorcakit-answer "
+
+
+def serve() -> int:
+    """A long-lived worker: one JSON request per line on stdin, one marked answer line per
+    request on stdout. It saves each run a Python start, ``import zenml`` and a ZenML client
+    (seconds each on a loaded machine). The answers go to a duplicate of the original stdout:
+    ZenML redirects sys.stdout while a step runs in this process."""
+    import os
+
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        action = request.pop("__action__", "run")
+        try:
+            answer = {"setup": setup, "run": run}[action](request)
+        except BaseException as exc:  # noqa: BLE001 - the driver decides; the worker carries on
+            answer = {"run": None, "error": {"type": f"{type(exc).__module__}.{type(exc).__name__}",
+                                             "message": str(exc)[-4000:]}, "warnings": [], "handed": {}}
+        answers.write(ANSWER_MARK + json.dumps(answer, default=str) + "\n")
+        answers.flush()
+    return 0
+
+
 def main() -> int:
     action = sys.argv[1]
+    if action == "serve":
+        return serve()
     request = json.load(sys.stdin)
     answer = {"setup": setup, "run": run}[action](request)
     sys.stdout.write("\n" + json.dumps(answer, default=str) + "\n")
