@@ -129,12 +129,27 @@ def _authored_keys(snapshot: PipelineSnapshot) -> set[str]:
 
 
 def _container_specs(obs: RunObservation):
-    """``docker inspect`` of every step container of the run that still exists."""
+    """``docker inspect`` of every step container of the run that still exists. The environment
+    ZenML handed the orchestrator as plain values is the container's environment by design (the
+    channel the guide names), so those entries are left out; anything else in the spec (a ZenML
+    secret's value above all: ZenML resolves secrets inside the step, never hands them over) is
+    the orchestrator's writing."""
     ids = sorted({record["container"] for records in obs.starts.values() for record in records if record.get("container")})
+    handed = {f"{key}={value}" for step in (obs.handed.get("steps") or {}).values()
+              for key, value in step["environment"].items() if value is not None}
     for cid in ids:
         done = subprocess.run(["docker", "inspect", cid], capture_output=True, text=True)
-        if done.returncode == 0:
-            yield f"docker inspect {cid[:12]}", done.stdout
+        if done.returncode != 0:
+            continue
+        try:
+            specs = json.loads(done.stdout)
+            for spec in specs:
+                config = spec.get("Config") or {}
+                config["Env"] = [entry for entry in config.get("Env") or [] if entry not in handed]
+            text = json.dumps(specs)
+        except ValueError:
+            text = done.stdout
+        yield f"docker inspect {cid[:12]}", text
 
 
 def _status(value: Any) -> ExecutionStatus:

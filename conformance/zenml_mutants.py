@@ -91,6 +91,7 @@ EXPECTED: Dict[str, tuple[list[str], set[str]]] = {
     "FixedRunIdFlavor": (["RUNID-2"], {"RUNID-2"}),
     "TimestampRunIdFlavor": (["RUNID-2"], {"RUNID-2"}),
     "RunIdPerStepFlavor": (["RUNID-1"], {"RUNID-1"}),
-    "RunIdNotInStepEnvironmentFlavor": (["RUNID-1", "ENV-1"], {"RUNID-1", "ENV-1"}),
+    # every step's ID differs too, but the run-ID checks stop at the missing variable (ENV-1)
+    "RunIdNotInStepEnvironmentFlavor": (["RUNID-1", "ENV-1"], {"ENV-1"}),
     "ResourcesIgnoredFlavor": (["RES-5"], {"RES-5"}),
 }

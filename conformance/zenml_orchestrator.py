@@ -58,6 +58,10 @@ ENV_RUN_ID = "ZENML_PROCESS_ORCHESTRATOR_RUN_ID"
 RUNS_FOLDER = Path(tempfile.gettempdir()) / "zenml-process-orchestrator"
 #: How long a stopped step gets to end after SIGTERM before SIGKILL.
 STOP_GRACE = 5.0
+#: The folder of a step's launch batch (see GangStartStepEntrypoint), and the longest a step
+#: waits there for the others of its batch.
+ENV_GANG = "ZENML_PROCESS_ORCHESTRATOR_GANG"
+GANG_WAIT = 60.0
 
 
 class ProcessOrchestratorConfig(BaseOrchestratorConfig):
@@ -151,6 +155,25 @@ class ProcessOrchestrator(BaseOrchestrator):
         (folder / "stop").write_text("graceful" if graceful else "now")
 
 
+class GangStartStepEntrypoint(StepEntrypointConfiguration):
+    """ZenML's step entrypoint, which first waits until every step launched together with this
+    one has started too (``ENV_GANG``): ZenML's store refuses to create a step run once the run
+    FAILED under STOP_ON_FAILURE or FAIL_FAST, so a step launched at the same time as one that
+    fails at once, but slower to start (``import zenml`` takes seconds on a busy machine), would
+    be refused although it was running when the failure happened. The wait is after the imports
+    and before the step run is created, so steps launched together register together."""
+
+    def run(self) -> None:
+        gang = os.environ.get(ENV_GANG)
+        if gang:
+            folder = Path(gang)
+            (folder / f"ready-{os.getpid()}").touch()
+            deadline = time.monotonic() + GANG_WAIT
+            while not (folder / "go").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        super().run()
+
+
 class _Run:
     """One run on the process backend: launches each step when its upstream steps completed,
     at most ``parallel`` at a time, and follows them to the end (TODO(backend): a real backend
@@ -171,6 +194,10 @@ class _Run:
         self.failed: Dict[str, str] = {}
         self.skipped: set[str] = set()
         self.stopped = False
+        self.batches = 0
+        self.gangs: List[tuple] = []
+        self.gang_of: Dict[str, Path] = {}
+        self.ended: set[str] = set()
         self.thread = threading.Thread(target=self._supervise, name=f"run {run_id}", daemon=True)
         self.error: Optional[BaseException] = None
 
@@ -187,12 +214,36 @@ class _Run:
                                + "; ".join(f"{name} ({reason})" for name, reason in sorted(self.failed.items())))
 
     def _command(self, step: str) -> List[str]:
-        command = StepEntrypointConfiguration.get_entrypoint_command()
+        command = GangStartStepEntrypoint.get_entrypoint_command()
         if command and command[0] == "python":
             command = [sys.executable, *command[1:]]  # the interpreter ZenML runs in, not whatever PATH finds
-        return [*command, *StepEntrypointConfiguration.get_entrypoint_arguments(step_name=step, snapshot_id=str(self.snapshot.id))]
+        return [*command, *GangStartStepEntrypoint.get_entrypoint_arguments(step_name=step, snapshot_id=str(self.snapshot.id))]
 
-    def _launch(self, step: str) -> None:
+    def _launch_together(self, steps: List[str]) -> None:
+        """Launch ``steps`` (ready at the same time) so that they start together: each waits in
+        its batch folder until all have started (GangStartStepEntrypoint), then all go."""
+        if len(steps) == 1:
+            self._launch(steps[0])
+            return
+        self.batches += 1
+        gang = self.folder / f"batch-{self.batches}"
+        gang.mkdir()
+        for step in steps:
+            self._launch(step, gang)
+        self.gangs.append((gang, len(steps), time.monotonic()))
+
+    def _release_gangs(self) -> None:
+        for gang, size, since in list(self.gangs):
+            ready = len(list(gang.glob("ready-*")))
+            # everyone there, or one of them ended before the wait (it crashed on start), or late
+            if ready >= size or time.monotonic() - since > GANG_WAIT or self._gang_member_ended(gang):
+                (gang / "go").touch()
+                self.gangs.remove((gang, size, since))
+
+    def _gang_member_ended(self, gang: Path) -> bool:
+        return any(self.gang_of.get(step) == gang for step in self.ended)
+
+    def _launch(self, step: str, gang: Optional[Path] = None) -> None:
         # A session of its own: stopping the step ends every process it started. Output goes to
         # the orchestrator's stderr (ZenML also keeps each step's log in the artifact store).
         # The step imports the pipeline's code by ZenML source paths, which are relative to the
@@ -200,7 +251,11 @@ class _Run:
         # on sys.path). TODO(backend): a remote backend ships the code (image or code archive).
         from zenml.utils import source_utils
 
-        self.processes[step] = subprocess.Popen(self._command(step), env=self.environments[step], stdout=sys.stderr,
+        environment = dict(self.environments[step])
+        if gang is not None:
+            environment[ENV_GANG] = str(gang)
+            self.gang_of[step] = gang
+        self.processes[step] = subprocess.Popen(self._command(step), env=environment, stdout=sys.stderr,
                                                 stderr=sys.stderr, start_new_session=True,
                                                 cwd=source_utils.get_source_root())
 
@@ -228,6 +283,7 @@ class _Run:
                 if code is None:
                     continue
                 del self.processes[step]
+                self.ended.add(step)
                 if self.stopped:
                     self._record(step, ExecutionStatus.STOPPED, "stopped by stop_run")
                 elif code == 0:
@@ -241,13 +297,17 @@ class _Run:
                         halted = True
                     if self.mode == ExecutionMode.FAIL_FAST:
                         self._end_all(signal.SIGTERM)
+            ready = []
             for step in list(pending):
                 if halted or self._blocked(step):
                     pending.remove(step)
                     self.skipped.add(step)  # never launched: ZenML has no step run for it
-                elif len(self.processes) < self.parallel and all(up in self.completed for up in self.steps[step]):
+                elif len(self.processes) + len(ready) < self.parallel and all(up in self.completed for up in self.steps[step]):
                     pending.remove(step)
-                    self._launch(step)
+                    ready.append(step)
+            if ready:
+                self._launch_together(ready)
+            self._release_gangs()
             time.sleep(0.05)
         self._finish_run()
 
