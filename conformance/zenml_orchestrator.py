@@ -58,10 +58,12 @@ ENV_RUN_ID = "ZENML_PROCESS_ORCHESTRATOR_RUN_ID"
 RUNS_FOLDER = Path(tempfile.gettempdir()) / "zenml-process-orchestrator"
 #: How long a stopped step gets to end after SIGTERM before SIGKILL.
 STOP_GRACE = 5.0
-#: The folder of a step's launch batch (see GangStartStepEntrypoint), and the longest a step
-#: waits there for the others of its batch.
+#: The folder of a step's launch batch (see ProcessOrchestrator.prepare_step_run), and the
+#: longest a step waits there for the others of its batch.
 ENV_GANG = "ZENML_PROCESS_ORCHESTRATOR_GANG"
 GANG_WAIT = 60.0
+#: How often the run's status is read while steps run under FAIL_FAST / STOP_ON_FAILURE.
+WATCH_INTERVAL = 0.25
 
 
 class ProcessOrchestratorConfig(BaseOrchestratorConfig):
@@ -144,6 +146,23 @@ class ProcessOrchestrator(BaseOrchestrator):
                     + ", ".join(f"{kind} {value}" for kind, value in asked.items())
                     + " (ResourceSettings); drop them or run the pipeline on an orchestrator that enforces them")
 
+    def prepare_step_run(self, info) -> None:
+        """Called by ZenML inside each step's process, after it created the step run and before
+        the step's code: wait until every step launched together with this one got that far too
+        (``ENV_GANG``). ZenML's store refuses to create a step run once the run FAILED under
+        FAIL_FAST or STOP_ON_FAILURE, so a sibling launched at the same moment as a step that
+        fails at once, but slower to start (``import zenml`` takes seconds on a busy machine),
+        would be refused although it was launched before the failure."""
+        super().prepare_step_run(info)
+        gang = os.environ.get(ENV_GANG)
+        if not gang:
+            return
+        folder = Path(gang)
+        (folder / f"ready-{os.getpid()}").touch()
+        deadline = time.monotonic() + GANG_WAIT
+        while not (folder / "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     # -- stopping --------------------------------------------------------------------------------
 
     def _stop_run(self, run: "PipelineRunResponse", graceful: bool = False) -> None:
@@ -153,25 +172,6 @@ class ProcessOrchestrator(BaseOrchestrator):
         if not folder.is_dir():
             return  # the run already ended (its folder is removed when it does)
         (folder / "stop").write_text("graceful" if graceful else "now")
-
-
-class GangStartStepEntrypoint(StepEntrypointConfiguration):
-    """ZenML's step entrypoint, which first waits until every step launched together with this
-    one has started too (``ENV_GANG``): ZenML's store refuses to create a step run once the run
-    FAILED under STOP_ON_FAILURE or FAIL_FAST, so a step launched at the same time as one that
-    fails at once, but slower to start (``import zenml`` takes seconds on a busy machine), would
-    be refused although it was running when the failure happened. The wait is after the imports
-    and before the step run is created, so steps launched together register together."""
-
-    def run(self) -> None:
-        gang = os.environ.get(ENV_GANG)
-        if gang:
-            folder = Path(gang)
-            (folder / f"ready-{os.getpid()}").touch()
-            deadline = time.monotonic() + GANG_WAIT
-            while not (folder / "go").exists() and time.monotonic() < deadline:
-                time.sleep(0.02)
-        super().run()
 
 
 class _Run:
@@ -198,6 +198,7 @@ class _Run:
         self.gangs: List[tuple] = []
         self.gang_of: Dict[str, Path] = {}
         self.ended: set[str] = set()
+        self.ended_by_us: Dict[str, str] = {}  # step -> why the orchestrator ended it
         self.thread = threading.Thread(target=self._supervise, name=f"run {run_id}", daemon=True)
         self.error: Optional[BaseException] = None
 
@@ -214,14 +215,14 @@ class _Run:
                                + "; ".join(f"{name} ({reason})" for name, reason in sorted(self.failed.items())))
 
     def _command(self, step: str) -> List[str]:
-        command = GangStartStepEntrypoint.get_entrypoint_command()
+        command = StepEntrypointConfiguration.get_entrypoint_command()
         if command and command[0] == "python":
             command = [sys.executable, *command[1:]]  # the interpreter ZenML runs in, not whatever PATH finds
-        return [*command, *GangStartStepEntrypoint.get_entrypoint_arguments(step_name=step, snapshot_id=str(self.snapshot.id))]
+        return [*command, *StepEntrypointConfiguration.get_entrypoint_arguments(step_name=step, snapshot_id=str(self.snapshot.id))]
 
     def _launch_together(self, steps: List[str]) -> None:
         """Launch ``steps`` (ready at the same time) so that they start together: each waits in
-        its batch folder until all have started (GangStartStepEntrypoint), then all go."""
+        its batch folder until all have their step run (prepare_step_run), then all go."""
         if len(steps) == 1:
             self._launch(steps[0])
             return
@@ -274,18 +275,29 @@ class _Run:
     def _loop(self) -> None:
         pending = list(self.steps)
         halted = False  # after a failure under FAIL_FAST/STOP_ON_FAILURE, or a stop: start nothing new
+        watched = 0.0
         while pending or self.processes:
             if (self.folder / "stop").exists() and not self.stopped:
                 self.stopped = halted = True
                 self._end_all(signal.SIGTERM)
+            if (self.mode in (ExecutionMode.FAIL_FAST, ExecutionMode.STOP_ON_FAILURE) and not halted and self.processes
+                    and time.monotonic() - watched > WATCH_INTERVAL):
+                # A step records its own failure well before its process has exited (ZenML tears
+                # down for seconds on a busy machine): follow the run's status, as one would
+                # follow a backend's job status (TODO(backend): your backend's job status).
+                watched = time.monotonic()
+                if self._run_failed():
+                    halted = True
+                    if self.mode == ExecutionMode.FAIL_FAST:
+                        self._end_all(signal.SIGTERM, failed_run=True)
             for step, process in list(self.processes.items()):
                 code = process.poll()
                 if code is None:
                     continue
                 del self.processes[step]
                 self.ended.add(step)
-                if self.stopped:
-                    self._record(step, ExecutionStatus.STOPPED, "stopped by stop_run")
+                if step in self.ended_by_us:
+                    self._record(step, ExecutionStatus.STOPPED, self.ended_by_us[step])
                 elif code == 0:
                     self.completed.add(step)
                 else:
@@ -296,7 +308,7 @@ class _Run:
                     if self.mode in (ExecutionMode.FAIL_FAST, ExecutionMode.STOP_ON_FAILURE):
                         halted = True
                     if self.mode == ExecutionMode.FAIL_FAST:
-                        self._end_all(signal.SIGTERM)
+                        self._end_all(signal.SIGTERM, failed_run=True)
             ready = []
             for step in list(pending):
                 if halted or self._blocked(step):
@@ -311,7 +323,19 @@ class _Run:
             time.sleep(0.05)
         self._finish_run()
 
-    def _end_all(self, how: signal.Signals) -> None:
+    def _run_failed(self) -> bool:
+        from zenml.client import Client
+
+        run_id = self._pipeline_run_id()
+        try:
+            return run_id is not None and Client().get_pipeline_run(run_id, hydrate=False).status == ExecutionStatus.FAILED
+        except Exception:  # noqa: BLE001 - a status we cannot read now is read next time
+            return False
+
+    def _end_all(self, how: signal.Signals, failed_run: bool = False) -> None:
+        reason = "stopped: another step failed (FAIL_FAST)" if failed_run else "stopped by stop_run"
+        for step in self.processes:
+            self.ended_by_us.setdefault(step, reason)
         processes = list(self.processes.values())
         for process in processes:
             try:
