@@ -723,15 +723,16 @@ class _Worker:
         self.pid = self.process.pid
         self.lines: "queue.Queue[str | None]" = queue.Queue()
         self.err: list[str] = []
-        threading.Thread(target=self._read, args=(self.process.stdout, self.lines.put), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.process.stderr, self.err.append), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.process.stdout, self.lines.put, True), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.process.stderr, self.err.append, False), daemon=True).start()
         _WORKERS.add(self)
 
     @staticmethod
-    def _read(stream, put) -> None:
+    def _read(stream, put, say_end: bool) -> None:
         for line in stream:
             put(line)
-        put(None)
+        if say_end:
+            put(None)  # the worker ended: whoever waits for an answer stops waiting
 
     def alive(self) -> bool:
         return self.process.poll() is None
