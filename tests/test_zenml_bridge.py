@@ -251,16 +251,25 @@ def test_a_custom_zenml_orchestrator_with_a_run_id_per_step_is_caught_on_runid_1
 # -- blame by stage -------------------------------------------------------------------------------
 
 ENV_CHANGING_FLAVOR = textwrap.dedent('''
-    """A ZenML orchestrator that changes environment values between what ZenML hands it and the step."""
+    """A ZenML orchestrator whose code changes environment values on the way to the step's code.
+
+    ZenML 0.98's step runner sets the configured environment again right before the step's code
+    (zenml/orchestrators/step_runner.py, temporary_environment(step_environment)), which undoes
+    what an orchestrator changed in the environment it launched the step with. What an
+    orchestrator can still change is what its own code does inside the step: here
+    get_orchestrator_run_id(), which ZenML and the step call there, "normalises" the environment.
+    """
+    import os
+
     from zenml.orchestrators.local.local_orchestrator import LocalOrchestrator, LocalOrchestratorFlavor
 
 
     class EnvChangingOrchestrator(LocalOrchestrator):
-        def submit_pipeline(self, snapshot, stack, base_environment, step_environments, placeholder_run=None):
-            # the bug: a "normalising" layer that strips values (an env file writer would)
-            changed = {step: {key: value.strip() if key.startswith("CK_") else value for key, value in env.items()}
-                       for step, env in step_environments.items()}
-            return super().submit_pipeline(snapshot, stack, base_environment, changed, placeholder_run=placeholder_run)
+        def get_orchestrator_run_id(self):
+            for key, value in list(os.environ.items()):
+                if key.startswith("CK_") and value != value.strip():
+                    os.environ[key] = value.strip()  # the bug: a "clean-up" of the step's environment
+            return super().get_orchestrator_run_id()
 
 
     class EnvChangingFlavor(LocalOrchestratorFlavor):
