@@ -5,8 +5,9 @@
 
 Interleaved rounds, in one ZenML session (the driver's own: a throwaway ZenML config and store):
 
-- ``import``: a fresh ``python -c "import orcakit.conformance.zenml_runner; Client().active_stack"``
-  (what every run paid before the worker: a Python start, ``import zenml``, a ZenML client);
+- ``import``: a fresh ``python -c "import orcakit.conformance.zenml_runner; Client().active_stack_model"``
+  (what every run paid before the worker: a Python start, ``import zenml``, a ZenML client and a
+  read of its store);
 - ``process per run``: a one-step probe pipeline through a fresh
   ``python -m orcakit.conformance.zenml_runner run`` (the old way);
 - ``worker``: the same pipeline through the driver's long-lived worker (``ZenMLDriver.run``, the
@@ -50,7 +51,7 @@ def main() -> int:
         loads.append(load())
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import orcakit.conformance.zenml_runner; "
-                        "from zenml.client import Client; Client().active_stack"], check=True, cwd=driver.workdir)
+                        "from zenml.client import Client; Client().active_stack_model"], check=True, cwd=driver.workdir)
         figures["import"].append(time.perf_counter() - started)
 
         snapshot = driver.compile_dag(chain(1))
