@@ -1,7 +1,7 @@
 """The driver interface: what the checks may ask of the system under test.
 
 A *driver* runs probe DAGs on one orchestrator and reports what happened, in orcakit's terms
-(:class:`~orcakit.conformance.harness.RunObservation`: run and step records, attempts, the probe
+(:class:`RunObservation`: run and step records, attempts, the probe
 records each step wrote from inside its execution environment). The checks are written once,
 against this interface; each driver is one implementation:
 
@@ -24,13 +24,53 @@ from __future__ import annotations
 import abc
 import inspect
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from orcakit import BaseOrchestrator, Capabilities, ExecutionMode, PipelineSnapshot
-    from orcakit.reference import RunRecord
+    import warnings
 
-    from .harness import RunObservation
+    from orcakit import BaseOrchestrator, Capabilities, ExecutionMode, PipelineSnapshot
+    from orcakit.reference import AttemptRecord, RunRecord, StepRecord
+
+
+@dataclass
+class RunObservation:
+    """Everything observable about one run after it ended."""
+
+    snapshot: PipelineSnapshot
+    run: RunRecord
+    runs_for_snapshot: list[RunRecord]
+    steps: dict[str, StepRecord]
+    attempts: list[AttemptRecord]
+    starts: dict[str, list[dict]]  # step -> probe start records, by attempt
+    ends: dict[str, list[dict]]
+    outputs: dict[str, Any]
+    duration: float
+    warnings: list[warnings.WarningMessage] = field(default_factory=list)
+    #: Every status each record was seen in, in order: {"run": [...], "<step>": [...]}.
+    history: dict[str, list[str]] = field(default_factory=dict)
+    #: The flavor's run-ID variable, where it declares one (ENV-1 is checked only then).
+    run_id_env_var: str | None = None
+    #: Blame by stage, where a framework sits between the author and the orchestrator (ZenML):
+    #: what the orchestrator was handed at its entry ({"steps": {step: {"environment": ...}}}),
+    #: and what the orchestrator's own process printed.
+    handed: dict[str, Any] = field(default_factory=dict)
+    orchestrator_log: str = ""
+
+    def executed(self, step: str) -> bool:
+        return bool(self.starts.get(step))
+
+    def run_ids(self) -> set:
+        """Every run ID the steps saw; a value that is not hashable (a flavor may return
+        anything) is kept as its JSON text, so that comparing IDs never crashes the check."""
+        seen = set()
+        for records in self.starts.values():
+            for record in records:
+                run_id = record["run_id"]
+                seen.add(run_id if isinstance(run_id, (str, int, float, type(None))) else json.dumps(run_id, default=str))
+        return seen
+
 
 #: ``--flavor`` prefix -> ``module:Class`` of the driver; a reference without a known prefix
 #: goes to the native driver. Loaded only when used (the ZenML driver imports ZenML).
@@ -188,6 +228,22 @@ class Driver(abc.ABC):
     def ask_fresh_process(self, method: str, *args: Any) -> Any:
         """``orchestrator.<method>(*args)`` answered by a new process (SCHED-1)."""
 
+    # -- blame by stage (not abstract: a driver that sees one stage only keeps these) ------------
+
+    def handed_environment(self, obs: "RunObservation", step: str, authored: dict[str, str | None]) -> dict[str, str | None]:
+        """The environment the orchestrator was *handed* for ``step`` (the keys of ``authored``,
+        ``None`` for absent), which the checks hold the step's environment to. A framework
+        between the pipeline author and the orchestrator (ZenML) may change values before the
+        orchestrator's entry; that is a framework finding, not the orchestrator's failure. A
+        driver that does not observe that stage hands back what the author wrote."""
+        return authored
+
+    def take_framework_findings(self) -> list[dict[str, Any]]:
+        """The framework findings of the runs since the last call (JSON-serialisable dicts: what
+        the framework did differently from the spec, with evidence), handed over once; the plugin
+        sends them to the controller in ``report.user_properties`` after each check."""
+        return []
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_driver_class(cls)
@@ -230,3 +286,19 @@ def driver_class(reference: str) -> tuple[type[Driver], str]:
     if not (isinstance(cls, type) and issubclass(cls, Driver)):
         raise TypeError(f"{target} is not a conformance Driver")
     return cls, flavor
+
+
+def resolve_reference(name: str) -> tuple[str, dict[str, Any]]:
+    """A flavor reference and base config: a flavor name, 'module:Class', or an orchestrator
+    registered with ``orcakit orchestrator register``."""
+    from orcakit import available_flavors
+
+    if ":" in name or name in available_flavors():
+        return name, {}
+    from orcakit.reference import ConfigStore
+
+    store = ConfigStore()
+    registered = store.load().orchestrators
+    if name in registered:
+        return registered[name].flavor, dict(registered[name].config)
+    return name, {}  # load_flavor will say what is registered

@@ -39,7 +39,7 @@ from orcakit.reference import AttemptRecord, RunRecord, RunStore, StepRecord
 
 from orcakit.redaction import redact
 
-from .driver import Driver
+from .driver import Driver, RunObservation  # noqa: F401 - RunObservation is re-exported
 from .probes import dynamic_probe_dag, pid_namespace, probe_dag, process_start_ticks
 
 
@@ -112,39 +112,6 @@ def _short(value: Any, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
-@dataclass
-class RunObservation:
-    """Everything observable about one run after it ended."""
-
-    snapshot: PipelineSnapshot
-    run: RunRecord
-    runs_for_snapshot: list[RunRecord]
-    steps: dict[str, StepRecord]
-    attempts: list[AttemptRecord]
-    starts: dict[str, list[dict]]  # step -> probe start records, by attempt
-    ends: dict[str, list[dict]]
-    outputs: dict[str, Any]
-    duration: float
-    warnings: list[warnings.WarningMessage] = field(default_factory=list)
-    #: Every status each record was seen in, in order: {"run": [...], "<step>": [...]}.
-    history: dict[str, list[str]] = field(default_factory=dict)
-    #: The flavor's run-ID variable, where it declares one (ENV-1 is checked only then).
-    run_id_env_var: str | None = None
-
-    def executed(self, step: str) -> bool:
-        return bool(self.starts.get(step))
-
-    def run_ids(self) -> set:
-        """Every run ID the steps saw; a value that is not hashable (a flavor may return
-        anything) is kept as its JSON text, so that comparing IDs never crashes the check."""
-        seen = set()
-        for records in self.starts.values():
-            for record in records:
-                run_id = record["run_id"]
-                seen.add(run_id if isinstance(run_id, (str, int, float, type(None))) else json.dumps(run_id, default=str))
-        return seen
-
-
 @dataclass(repr=False)
 class FlavorUnderTest(Driver):
     """The native driver: an orcakit flavor being certified, its validated config and where its
@@ -208,9 +175,9 @@ class FlavorUnderTest(Driver):
         registered with ``orcakit orchestrator register`` (its config under the options)."""
         from orcakit.options import parse_flavor_config
 
-        from .plugin import _resolve_reference
+        from .driver import resolve_reference
 
-        reference, base_config = _resolve_reference(reference)
+        reference, base_config = resolve_reference(reference)
         flavor_config = parse_flavor_config(load_flavor(reference), config_file, options)
         return cls.resolve(reference, {**base_config, **flavor_config}, run_store_url=run_store_url,
                            artifact_store_uri=artifact_store_uri, timeout=timeout)

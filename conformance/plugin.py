@@ -11,6 +11,7 @@ profiles) happen only when ``--flavor`` is given.
 from __future__ import annotations
 
 import importlib
+import json
 import random
 import re
 import shlex
@@ -43,6 +44,9 @@ class SuiteState:
         self.report_dir = report_dir
         self.command = command
         self.results: list[dict[str, Any]] = []
+        #: What the framework between the author and the orchestrator did (ZenML), per check;
+        #: arrives like the results, in user_properties (orcakit_framework_findings, JSON).
+        self.framework_findings: list[dict[str, Any]] = []
         self.secrets = fut.secret_values()
         #: This session's temporary stores, deleted when it ends: evidence names them, never their paths.
         self.temp_paths = [str(path) for path in (getattr(fut, "workdir", None),) if path]
@@ -55,6 +59,9 @@ class SuiteState:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = dict(report.user_properties)
+        if properties.get("orcakit_framework_findings"):
+            for finding in json.loads(properties["orcakit_framework_findings"]):
+                self.framework_findings.append({**finding, "check": report.nodeid.split("::")[-1]})
         if "orcakit_outcome" not in properties:
             return
         self.results.append(
@@ -104,19 +111,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _resolve_reference(name: str) -> tuple[str, dict[str, Any]]:
-    """A flavor reference and base config: a flavor name, 'module:Class', or an orchestrator
-    registered with ``orcakit orchestrator register``."""
-    from orcakit import available_flavors
+    """Kept for callers of the old name; the driver module resolves references (so that the
+    harness, below the plugin, need not import it)."""
+    from .driver import resolve_reference
 
-    if ":" in name or name in available_flavors():
-        return name, {}
-    from orcakit.reference import ConfigStore
-
-    store = ConfigStore()
-    registered = store.load().orchestrators
-    if name in registered:
-        return registered[name].flavor, dict(registered[name].config)
-    return name, {}  # load_flavor will say what is registered
+    return resolve_reference(name)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -425,6 +424,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             outcome = "error"
             suite_error = _clean("\n".join(errors), state.secrets, state.temp_paths)
             report.sections.append(("orcakit suite error", suite_error))
+    if report.when == "call":
+        # Framework findings never decide the outcome; they travel beside it (a section of the report).
+        findings = state.fut.take_framework_findings()
+        if findings:
+            report.user_properties.append(("orcakit_framework_findings", json.dumps(findings)))
     if report.failed:
         scrub(report, state.secrets, state.temp_paths)
         report.longrepr = _without_hypothesis_advice(str(report.longrepr))

@@ -119,8 +119,31 @@ def build_report(state, checks: list[dict], config) -> dict:
         "checks": [redact(check) for check in checks],
         "requirements": requirement_results(checks, catalogue),
     }
+    # Additive (issue 16): what the framework between the author and the orchestrator did,
+    # with evidence; never part of the verdict, never counted as passed.
+    report["framework_findings"] = group_framework_findings(getattr(state, "framework_findings", []))
     report["verdict"] = verdict(report)
     return report
+
+
+def group_framework_findings(findings: list[dict]) -> list[dict]:
+    """Framework findings of a session, one entry per (framework, stage, what), with the checks
+    that met it, how often, the requirements it touches and up to five distinct pieces of evidence."""
+    groups: dict[tuple, dict] = {}
+    for finding in findings:
+        key = (finding.get("framework", ""), finding.get("stage", ""), finding.get("what", ""))
+        group = groups.setdefault(key, {"framework": key[0], "stage": key[1], "what": key[2], "occurrences": 0,
+                                        "requirements": [], "checks": [], "evidence": []})
+        group["occurrences"] += 1
+        for requirement in str(finding.get("requirements", "")).split(","):
+            if requirement and requirement not in group["requirements"]:
+                group["requirements"].append(requirement)
+        if finding.get("check") and finding["check"] not in group["checks"]:
+            group["checks"].append(finding["check"])
+        evidence = redact(finding.get("evidence", {}))
+        if evidence not in group["evidence"] and len(group["evidence"]) < 5:
+            group["evidence"].append(evidence)
+    return sorted(groups.values(), key=lambda g: (g["framework"], g["stage"], g["what"]))
 
 
 def summarize(report: dict) -> list[str]:
@@ -136,6 +159,13 @@ def summarize(report: dict) -> list[str]:
     lines.append(f"requirements passed: {len(by_outcome.get('passed', []))} of {len(report['requirements'])}")
     v = report["verdict"]
     lines.append("CERTIFIED" if v["certified"] else f"not certified: {'; '.join(v['reasons'][:8])}")
+    findings = report.get("framework_findings") or []
+    if findings:
+        lines.append(f"framework findings ({len(findings)}; not the orchestrator's, not part of the verdict):")
+        for finding in findings:
+            example = finding["evidence"][0] if finding["evidence"] else {}
+            lines.append(f"  {finding['framework']} [{finding['stage']}] ({', '.join(finding['requirements'])}, "
+                         f"{finding['occurrences']}x): {finding['what']}; e.g. {json.dumps(example, ensure_ascii=False)}")
     return lines
 
 

@@ -42,7 +42,7 @@ from orcakit import (
     StackSpec,
     UnsupportedFeatureError,
 )
-from orcakit.redaction import redact
+from orcakit.redaction import REDACTED, redact
 from orcakit.reference import AttemptRecord, RunRecord, StepRecord
 
 from .driver import Driver
@@ -101,6 +101,57 @@ MAPPING = [
 ]
 
 
+#: The key of the session's ZenML secret (every run references it; SEC-1 hunts its value).
+SECRET_KEY = "CK_ZENML_SECRET_TOKEN"
+#: Tables of ZenML's store whose rows the orchestrator writes (run metadata: what it returns from
+#: submit_pipeline or get_*_metadata); every other row is ZenML's core's.
+ORCHESTRATOR_TABLES = frozenset({"run_metadata", "run_metadata_resource"})
+
+
+def _authored_environment(snapshot: PipelineSnapshot, step: str) -> dict[str, str]:
+    """What the pipeline author wrote for ``step``: the pipeline's environment, the step's over it."""
+    return {**snapshot.environment, **snapshot.steps[step].environment}
+
+
+def _all_authored(snapshot: PipelineSnapshot) -> dict[str, str]:
+    found = dict(snapshot.environment)
+    for spec in snapshot.steps.values():
+        found.update(spec.environment)
+    return found
+
+
+def _authored_keys(snapshot: PipelineSnapshot) -> set[str]:
+    keys = set(snapshot.environment)
+    for spec in snapshot.steps.values():
+        keys.update(spec.environment)
+    keys.update(snapshot.pipeline_parameters.get("env_keys", []) if snapshot.dynamic else [])
+    return keys
+
+
+def _container_specs(obs: RunObservation):
+    """``docker inspect`` of every step container of the run that still exists. The environment
+    ZenML handed the orchestrator as plain values is the container's environment by design (the
+    channel the guide names), so those entries are left out; anything else in the spec (a ZenML
+    secret's value above all: ZenML resolves secrets inside the step, never hands them over) is
+    the orchestrator's writing."""
+    ids = sorted({record["container"] for records in obs.starts.values() for record in records if record.get("container")})
+    handed = {f"{key}={value}" for step in (obs.handed.get("steps") or {}).values()
+              for key, value in step["environment"].items() if value is not None}
+    for cid in ids:
+        done = subprocess.run(["docker", "inspect", cid], capture_output=True, text=True)
+        if done.returncode != 0:
+            continue
+        try:
+            specs = json.loads(done.stdout)
+            for spec in specs:
+                config = spec.get("Config") or {}
+                config["Env"] = [entry for entry in config.get("Env") or [] if entry not in handed]
+            text = json.dumps(specs)
+        except ValueError:
+            text = done.stdout
+        yield f"docker inspect {cid[:12]}", text
+
+
 def _status(value: Any) -> ExecutionStatus:
     return ExecutionStatus(STATUS[str(getattr(value, "value", value))])
 
@@ -127,6 +178,9 @@ class ZenMLDriver(Driver):
         self.run_store_url = facts["store_url"]
         self.artifact_store_uri = facts["artifact_store"]
         self.image = os.environ.get(IMAGE_VARIABLE, DEFAULT_IMAGE) if facts["containerized"] else None
+        #: Framework findings of the runs since the plugin last took them (one check at a time
+        #: per process: the plugin takes them after each check, so none outlives its check).
+        self._findings: list[dict[str, Any]] = []
 
     def __repr__(self) -> str:
         return f"ZenMLDriver({self.reference!r})"
@@ -157,15 +211,28 @@ class ZenMLDriver(Driver):
 
         # Re-reading a run that changes under us is what the driver does; ZenML warns each time.
         logging.getLogger("zenml.models.v2.base.base").setLevel(logging.ERROR)
-        request: dict[str, Any] = {"config": config}
+        # A ZenML secret every run references (pipeline ``secrets=[...]``, as ZenML's docs show):
+        # its value reaches each step through ZenML's own mechanism, and SEC-1 holds the
+        # orchestrator to never writing it in plain text (secret_values() includes it).
+        secret = {"name": f"orcakit-conformance-{uuid.uuid4().hex[:8]}", "key": SECRET_KEY,
+                  "value": f"orcakit-canary-{uuid.uuid4().hex}"}
+        request: dict[str, Any] = {"config": config, "secret": secret}
         if ":" in flavor:  # module:Class of a flavor class, ZenML's source is module.Class
             module, _, qualname = flavor.partition(":")
             request["source"] = f"{module}.{qualname}"
             request["flavor"] = None
         else:
             request["flavor"] = flavor
-        answer = _call("setup", request, workdir, timeout)
+        # The session's first worker makes the stack and then serves runs (already warm).
+        worker = _Worker(workdir)
+        asked = worker.ask({**request, "__action__": "setup"})
+        if asked["answer"] is None:
+            worker.kill()
+            raise HarnessError(f"the ZenML setup process gave no answer; its stderr ends with:\n{redact(asked['err'][-3000:])}")
+        answer = asked["answer"]
         error = answer.get("error")
+        if error:
+            worker.kill()
         if error and error["type"] == "unknown-flavor":
             raise FlavorNotFoundError(
                 f"{error['message']}; this ZenML has: {', '.join(error['available'])}",
@@ -173,7 +240,9 @@ class ZenMLDriver(Driver):
         if error:
             raise ConfigurationError(f"zenml:{flavor}: {error['message']}",
                                      fix="check --flavor-option/--flavor-config against the ZenML orchestrator's config")
-        return cls(f"zenml:{flavor}", answer["flavor"], config, workdir, answer, timeout)
+        driver = cls(f"zenml:{flavor}", answer["flavor"], config, workdir, {**answer, "secret": secret}, timeout)
+        driver._give_back(worker)
+        return driver
 
     @staticmethod
     def _config(config_file: str | None, options) -> dict[str, Any]:
@@ -237,7 +306,21 @@ class ZenMLDriver(Driver):
                            "run another session with --flavor-option for another config")
 
     def secret_values(self) -> list[str]:
-        return secret_config_values(self.config)
+        return secret_config_values(self.config, self.facts["secret"]["value"])
+
+    def handed_environment(self, obs: RunObservation, step: str, authored: dict[str, str | None]) -> dict[str, str | None]:
+        """What ZenML handed the orchestrator for ``step`` (recorded at its entry by the runner):
+        the expectation for the step's environment. Without a record (the orchestrator was never
+        entered) the author's values stand."""
+        handed = (getattr(obs, "handed", None) or {}).get("steps", {}).get(step)
+        if handed is None:
+            return authored
+        environment = handed["environment"]
+        return {key: environment[key] if key in environment else value for key, value in authored.items()}
+
+    def take_framework_findings(self) -> list[dict[str, Any]]:
+        taken, self._findings = self._findings, []
+        return taken
 
     # -- running -------------------------------------------------------------------------------
 
@@ -260,6 +343,7 @@ class ZenMLDriver(Driver):
             "snapshot_id": snapshot.snapshot_id, "name": snapshot.pipeline_name, "run_name": run_name,
             "environment": dict(snapshot.environment), "mode": snapshot.execution_mode.value,
             "run_id_env_var": self.run_id_env_var, "image": self.image,
+            "secrets": [self.facts["secret"]["name"]], "watch_keys": sorted(_authored_keys(snapshot)),
         }
         if snapshot.schedule is not None:
             request["schedule"] = snapshot.schedule.model_dump(mode="json", exclude_none=True)
@@ -274,7 +358,10 @@ class ZenMLDriver(Driver):
             retry = None
             if spec.retry is not None and spec.retry.max_retries > 0:
                 retry = {"max_retries": spec.retry.max_retries, "delay": int(spec.retry.delay), "backoff": int(spec.retry.backoff)}
-            nodes.append({"name": node["name"], "upstream": list(spec.upstream), "spec": dict(node.get("spec", {})),
+            probe = dict(node.get("spec", {}))
+            # every probe also records the session secret's variable (SEC-1 makes sure it arrived)
+            probe["env_keys"] = [*probe.get("env_keys", []), SECRET_KEY]
+            nodes.append({"name": node["name"], "upstream": list(spec.upstream), "spec": probe,
                           "resources": resources, "retry": retry, "environment": dict(spec.environment)})
         request.update(kind="static", dag={"nodes": nodes})
         return request
@@ -290,33 +377,116 @@ class ZenMLDriver(Driver):
         started = time.monotonic()
         watch = ZenMLStatusWatch(run_name)
         watch.start()
-        process = subprocess.Popen([sys.executable, "-m", "orcakit.conformance.zenml_runner", "run"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.workdir,
-                                   start_new_session=True)
-        _LIVE.add(process)
+        worker = self._take_worker()
         result: dict[str, Any] = {}
 
         def talk() -> None:
-            result["out"], result["err"] = process.communicate(json.dumps(request))
+            result.update(worker.ask(request))
 
         supervise(talk, watch=watch, during=during, started=started, timeout=self.timeout, requirement=requirement,
-                  pipeline_name=snapshot.pipeline_name, on_hang=lambda: _kill(process))
-        _LIVE.discard(process)
-        if process.returncode and process.returncode < 0:
-            # The run's process died (a step that kills itself kills it: ZenML's local
-            # orchestrator runs steps inside it). The run is observed as ZenML recorded it.
+                  pipeline_name=snapshot.pipeline_name, on_hang=worker.kill)
+        if worker.alive():
+            self._give_back(worker)
+        if result.get("answer") is None:
+            # The worker died (a step that kills itself kills it: ZenML's local orchestrator
+            # runs steps inside it). The run is observed as ZenML recorded it.
+            code = worker.returncode()
             answer = {"run": self._run_named(run_name), "error": None, "warnings": []}
             if answer["run"] is None:
-                raise ZenMLRunError(f"the ZenML run process died of signal {-process.returncode} before a run existed")
+                raise ZenMLRunError(f"the ZenML run process died (exit {code}) before a run existed\n"
+                                    f"{redact(result.get('err', '')[-3000:])}")
         else:
-            answer = _answer(result.get("out", ""), result.get("err", ""), "run")
+            answer = result["answer"]
         if answer["run"] is None:
             raise self._refusal(snapshot, answer.get("error") or {}, result.get("err", ""))
+        raised = (answer.get("handed") or {}).get("raised")
+        if raised and not self._step_runs(answer["run"]):
+            # The orchestrator refused at its entry, before any step: its answer, although ZenML
+            # had already made a placeholder run (which stays, failed, with no step).
+            refusal = self._refusal(snapshot, raised, result.get("err", ""))
+            if isinstance(refusal, UnsupportedFeatureError):
+                raise refusal
         caught = [warnings.WarningMessage(ResourcesIgnoredWarning(text), ResourcesIgnoredWarning, "zenml", 0)
                   for text in answer["warnings"] if "resource" in text.lower() and "ignor" in text.lower()]
         observation = self.observe(snapshot, answer["run"], time.monotonic() - started, caught, only_this_run)
         observation.history = watch.history
+        # Stage 2 (what the orchestrator was handed) and what the orchestrator process printed
+        # (ZenML's local orchestrators run steps in it: it is also their step output).
+        observation.handed = answer.get("handed") or {}
+        # (the runner's answer line, which carries the handed values, is the suite's, not the orchestrator's)
+        observation.orchestrator_log = (result.get("out") or "") + "\n" + (result.get("err") or "")
+        self._findings += self._stage_findings(snapshot, observation.handed)
         return observation
+
+    def _stage_findings(self, snapshot: PipelineSnapshot, handed: dict) -> list[dict[str, Any]]:
+        """What ZenML did between the pipeline author (stage 1) and the orchestrator's entry
+        (stage 2), derived by comparing the two: values it changed, and secret-looking values it
+        keeps in plain text in its own store. Evidence names the key and both values (secret-
+        looking values redacted)."""
+        findings: list[dict[str, Any]] = []
+        framework = f"ZenML {self.facts['zenml_version']}"
+        for step, record in (handed.get("steps") or {}).items():
+            if step not in snapshot.steps:
+                continue
+            authored = _authored_environment(snapshot, step)
+            for key, written in authored.items():
+                seen = record["environment"].get(key)
+                if seen != written:
+                    findings.append({
+                        "framework": framework, "stage": "pipeline author -> orchestrator's entry",
+                        "what": "an environment value the pipeline author wrote is not the value ZenML hands the "
+                                "orchestrator (ZenML changes it while compiling the pipeline, before any orchestrator "
+                                "code runs)",
+                        "requirements": "ENV-2" if key in snapshot.environment and key not in snapshot.steps[step].environment else "ENV-3",
+                        "evidence": {"step": step, "variable": key, "written": repr(redact(written, key)),
+                                     "handed": repr(redact(seen, key))},
+                    })
+        secrets = {key: value for key, value in _all_authored(snapshot).items()
+                   if isinstance(value, str) and len(value) >= 8 and redact(value, key) != value}
+        if secrets:
+            tables: dict[str, set[str]] = {}
+            for where, text in sql_rows(self.run_store_url):
+                table = where.rsplit(" ", 1)[-1]
+                if table in ORCHESTRATOR_TABLES:
+                    continue  # written_by holds the orchestrator to these
+                for key, value in secrets.items():
+                    if value in text:
+                        tables.setdefault(key, set()).add(table)
+            for key, where in sorted(tables.items()):
+                findings.append({
+                    "framework": framework, "stage": "pipeline author -> framework store",
+                    "what": "a secret-looking environment value is kept in plain text in ZenML's own store (written by "
+                            "ZenML's core when it stores the pipeline snapshot, before the orchestrator's entry; ZenML's "
+                            "answer is a secret referenced with secrets=[...])",
+                    "requirements": "SEC-1",
+                    "evidence": {"variable": key, "written": REDACTED, "stored in": ", ".join(f"ZenML store table {t}" for t in sorted(where))},
+                })
+        return findings
+
+    # -- the session's ZenML workers -------------------------------------------------------------
+
+    def _take_worker(self) -> "_Worker":
+        """An idle worker of this session, or a new one (runs side by side get one each)."""
+        with _POOL_LOCK:
+            idle = self.__dict__.setdefault("_idle", [])
+            while idle:
+                worker = idle.pop()
+                if worker.alive():
+                    return worker
+        return _Worker(self.workdir)
+
+    def _give_back(self, worker: "_Worker") -> None:
+        with _POOL_LOCK:
+            self.__dict__.setdefault("_idle", []).append(worker)
+
+    def worker_pids(self) -> set[int]:
+        return {worker.pid for worker in _WORKERS if worker.alive()}
+
+    @staticmethod
+    def _step_runs(run_uuid: str) -> int:
+        from zenml.client import Client
+
+        return Client().list_run_steps(pipeline_run_id=run_uuid, size=1).total
 
     @staticmethod
     def _run_named(run_name: str) -> str | None:
@@ -471,8 +641,13 @@ class ZenMLDriver(Driver):
         state: a container ZenML created for a step and did not remove is left behind; only
         running ones with ``running_only``), and probes that began after the run ended."""
         deadline = time.monotonic() + grace
+        # A step ZenML's local orchestrator runs inside the calling process (here one of the
+        # session's long-lived workers) has that process's pid: the caller living on is not a
+        # step left running.
+        workers = {f"process {pid} " for pid in self.worker_pids()}
         while True:
-            found = live_step_processes(obs) + _step_containers(obs, running_only)
+            found = [p for p in live_step_processes(obs) if not any(p.startswith(w) for w in workers)]
+            found += _step_containers(obs, running_only)
             if not found or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
@@ -486,10 +661,18 @@ class ZenMLDriver(Driver):
         return sorted(set(found))
 
     def written_by(self, obs: RunObservation):
-        """Every file of the stack's artifact store but the probes' own records (artifacts,
-        step logs, code archives: ZenML keeps its logs there), and every row of ZenML's store."""
+        """What the orchestrator creates or writes (SEC-1 for ZenML is the orchestrator's part):
+        every file of the stack's artifact store but the probes' own records (artifacts, step
+        logs: ZenML keeps them there), the run metadata rows of ZenML's store (what an
+        orchestrator adds), the orchestrator process's output, and the specs of the step
+        containers it created (``docker inspect``). The rest of ZenML's store is written by
+        ZenML's core before the orchestrator's entry: plain text there is a framework finding."""
         from .zenml_runner import PROBE_FOLDER
 
+        secret = self.facts["secret"]
+        if not any(record["env"].get(SECRET_KEY) == secret["value"] for records in obs.starts.values() for record in records):
+            raise HarnessError(f"the ZenML secret {secret['name']!r} the pipeline references (secrets=[...]) did not reach "
+                               f"any step as {SECRET_KEY}: SEC-1 cannot tell whether the orchestrator would write it")
         store, _ = self._probe_root()
         for folder, _, files in store.walk(store.path):
             folder = folder if isinstance(folder, str) else folder.decode()
@@ -499,7 +682,11 @@ class ZenMLDriver(Driver):
                 path = f"{folder}/{file if isinstance(file, str) else file.decode()}"
                 with store.open(path, "rb") as handle:
                     yield f"artifact store {path}", handle.read().decode(errors="replace")
-        yield from sql_rows(self.run_store_url)
+        for where, text in sql_rows(self.run_store_url):
+            if where.rsplit(" ", 1)[-1] in ORCHESTRATOR_TABLES:
+                yield where, text
+        yield "the orchestrator's output (its process's stdout and stderr)", getattr(obs, "orchestrator_log", "")
+        yield from _container_specs(obs)
 
     # -- operations --------------------------------------------------------------------------
 
@@ -519,15 +706,81 @@ class ZenMLDriver(Driver):
         raise HarnessError("the ZenML driver does not ask fresh processes yet (SCHED-1)")
 
 
-#: Run processes under way: each is a session of its own (so that killing a run kills its
-#: steps), so an interrupted suite must end them itself.
-_LIVE: set[subprocess.Popen] = set()
+class _Worker:
+    """A long-lived ``zenml_runner serve`` process: one run at a time, one JSON line each way.
+    It is a session of its own (killing it kills the steps it started)."""
+
+    def __init__(self, workdir: Path) -> None:
+        import queue
+        import threading
+
+        from .zenml_runner import ANSWER_MARK
+
+        self.mark = ANSWER_MARK
+        self.process = subprocess.Popen([sys.executable, "-m", "orcakit.conformance.zenml_runner", "serve"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        encoding="utf-8", errors="replace", cwd=workdir, start_new_session=True, bufsize=1)
+        self.pid = self.process.pid
+        self.lines: "queue.Queue[str | None]" = queue.Queue()
+        self.err: list[str] = []
+        threading.Thread(target=self._read, args=(self.process.stdout, self.lines.put, True), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.process.stderr, self.err.append, False), daemon=True).start()
+        _WORKERS.add(self)
+
+    @staticmethod
+    def _read(stream, put, say_end: bool) -> None:
+        for line in stream:
+            put(line)
+        if say_end:
+            put(None)  # the worker ended: whoever waits for an answer stops waiting
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def returncode(self) -> int | None:
+        return self.process.poll()
+
+    def ask(self, request: dict) -> dict:
+        """Send ``request``; ``{"answer": ..., "out": ..., "err": ...}`` (no answer: it died)."""
+        start = len(self.err)
+        out: list[str] = []
+        answer = None
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        except OSError:
+            return {"answer": None, "out": "", "err": "".join(self.err[start:])}
+        while True:
+            line = self.lines.get()
+            if line is None:
+                self.lines.put(None)  # keep saying "ended" to later readers
+                break
+            if line.startswith(self.mark):
+                answer = json.loads(line[len(self.mark):])
+                break
+            out.append(line)
+        if answer is None:
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        return {"answer": answer, "out": "".join(out), "err": "".join(self.err[start:])}
+
+    def kill(self) -> None:
+        _kill(self.process)
+        _WORKERS.discard(self)
+
+
+#: Every worker of this process's sessions: each is a session of its own (so that killing a run
+#: kills its steps), so an interrupted suite must end them itself.
+_WORKERS: set[_Worker] = set()
+_POOL_LOCK = __import__("threading").Lock()
 
 
 @atexit.register
 def _end_live_runs() -> None:
-    for process in list(_LIVE):
-        _kill(process)
+    for worker in list(_WORKERS):
+        worker.kill()
 
 
 def zenml_environment(workdir: Path) -> dict[str, str]:

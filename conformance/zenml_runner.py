@@ -135,14 +135,104 @@ class _Warnings(logging.Handler):
             pass
 
 
+#: The run under way in this process (a worker serves one request at a time): where the
+#: orchestrator's entry, patched once per class, writes what it was handed.
+_CURRENT: dict[str, Any] = {"handed": {}, "keys": []}
+
+
+def record_entry(handed: dict, keys: list[str]) -> None:
+    """Record, at the orchestrator's entry, what ZenML hands it (stage 2 of a run): for each step,
+    the environment (only the ``keys`` the pipeline author wrote, present or absent: ZenML's own
+    variables may carry tokens), the secrets referenced by name and the resource settings. The
+    checks judge the orchestrator against this, not against what the author wrote: what ZenML
+    changed on the way in (placeholder substitution on compile) is ZenML's, not the orchestrator's.
+
+    The entry is ``submit_pipeline`` (ZenML's ``run()`` builds each step's environment before it),
+    the deprecated ``prepare_or_run_pipeline`` for an orchestrator that still implements only that
+    (its steps' environment is what ``run()`` would have built), or ``submit_dynamic_pipeline``."""
+    from zenml.orchestrators import BaseOrchestrator
+
+    _CURRENT["handed"] = handed
+    _CURRENT["keys"] = keys
+    cls = type(Client().active_stack.orchestrator)
+    if cls.__dict__.get("_orcakit_entry_recorded"):
+        return  # a long-lived worker patched it for an earlier run; the record goes to _CURRENT
+    cls._orcakit_entry_recorded = True
+
+    def entered(entry: str, call):
+        """Call the orchestrator's entry; keep what it raised (a refusal at its entry, before any
+        step, is the orchestrator's typed answer, whatever ZenML does with the placeholder run)."""
+        try:
+            return call()
+        except BaseException as exc:
+            _CURRENT["handed"]["raised"] = {"type": f"{type(exc).__module__}.{type(exc).__name__}", "message": str(exc)[-4000:]}
+            raise
+
+    def note(entry: str, snapshot: Any, stack: Any, base: dict, step_environments: dict | None) -> None:
+        from zenml.utils.env_utils import get_runtime_environment
+
+        steps = {}
+        keys = _CURRENT["keys"]
+        for invocation, step_configuration in snapshot.step_configurations.items():
+            config = step_configuration.config
+            environment = (step_environments or {}).get(invocation)
+            if environment is None:
+                environment = {**base, **get_runtime_environment(config=config, stack=stack)}
+            steps[invocation] = {
+                "environment": {key: environment.get(key) for key in keys},
+                "secrets": [str(secret) for secret in config.secrets],
+                "resources": config.resource_settings.model_dump(mode="json", exclude_none=True),
+            }
+        _CURRENT["handed"].update(entry=entry, base={key: base.get(key) for key in keys}, steps=steps,
+                      pipeline_secrets=[str(s) for s in snapshot.pipeline_configuration.secrets])
+
+    if cls.submit_pipeline is not BaseOrchestrator.submit_pipeline:
+        original = cls.submit_pipeline
+
+        def submit_pipeline(self, snapshot, stack, base_environment, step_environments, placeholder_run=None):
+            note("submit_pipeline", snapshot, stack, base_environment, step_environments)
+            return entered("submit_pipeline", lambda: original(self, snapshot, stack, base_environment, step_environments,
+                                                               placeholder_run=placeholder_run))
+
+        cls.submit_pipeline = submit_pipeline
+    elif cls.prepare_or_run_pipeline is not BaseOrchestrator.prepare_or_run_pipeline:
+        original_prepare = cls.prepare_or_run_pipeline
+
+        def prepare_or_run_pipeline(self, deployment, stack, environment, placeholder_run=None):
+            note("prepare_or_run_pipeline", deployment, stack, environment, None)
+            return entered("prepare_or_run_pipeline", lambda: original_prepare(self, deployment, stack, environment,
+                                                                                placeholder_run=placeholder_run))
+
+        cls.prepare_or_run_pipeline = prepare_or_run_pipeline
+    if cls.submit_dynamic_pipeline is not BaseOrchestrator.submit_dynamic_pipeline:
+        original_dynamic = cls.submit_dynamic_pipeline
+
+        def submit_dynamic_pipeline(self, snapshot, stack, environment, placeholder_run=None):
+            note("submit_dynamic_pipeline", snapshot, stack, environment, None)
+            return entered("submit_dynamic_pipeline", lambda: original_dynamic(self, snapshot, stack, environment,
+                                                                                placeholder_run=placeholder_run))
+
+        cls.submit_dynamic_pipeline = submit_dynamic_pipeline
+
+
 def run(request: dict) -> dict:
+    handed: dict = {}
+    record_entry(handed, request.get("watch_keys", []))
+    caught = _Warnings()
+    loggers = [logging.getLogger()] + ([] if logging.getLogger("zenml").propagate else [logging.getLogger("zenml")])
+    for logger in loggers:
+        logger.addHandler(caught)
+    try:
+        return _run(request, handed, caught)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(caught)
+
+
+def _run(request: dict, handed: dict, caught: "_Warnings") -> dict:
     from zenml.config import DockerSettings
     from zenml.enums import ExecutionMode
 
-    caught = _Warnings()
-    logging.getLogger().addHandler(caught)
-    if not logging.getLogger("zenml").propagate:
-        logging.getLogger("zenml").addHandler(caught)
     common = {"snapshot_id": request["snapshot_id"], "run_id_env_var": request.get("run_id_env_var")}
     options: dict[str, Any] = {"run_name": request["run_name"]}
     if request.get("environment"):
@@ -152,6 +242,8 @@ def run(request: dict) -> dict:
     if request.get("image"):
         options["settings"] = {"docker": DockerSettings(parent_image=request["image"], skip_build=True,
                                                         install_stack_requirements=False)}
+    if request.get("secrets"):
+        options["secrets"] = list(request["secrets"])
     if request.get("schedule"):
         from zenml.config.schedule import Schedule
 
@@ -172,7 +264,7 @@ def run(request: dict) -> dict:
         run_uuid = str(Client().get_pipeline_run(request["run_name"]).id)
     except Exception:  # noqa: BLE001 - refused before a run existed
         pass
-    return {"run": run_uuid, "error": error, "warnings": caught.messages}
+    return {"run": run_uuid, "error": error, "warnings": caught.messages, "handed": handed}
 
 
 # -- setup ------------------------------------------------------------------------------------
@@ -214,10 +306,12 @@ def _capabilities(orchestrator: Any) -> dict:
     # Any other orchestrator is held to what the custom-orchestrator guide asks: respect them.
     resources = "warned" if sequential else "enforced"
     cls = type(orchestrator)
+    # An orchestrator may say what it does with ResourceSettings (ZenML has no declaration for
+    # it): orcakit_resource_support = {"cpu": "rejected"|"warned"|"enforced", ...}.
+    declared = {kind: resources for kind in ("cpu", "memory", "gpu")}
+    declared.update(getattr(orchestrator, "orcakit_resource_support", None) or {})
     return {
-        "cpu": resources,
-        "memory": resources,
-        "gpu": resources,
+        **declared,
         "schedules": ["cron", "interval", "run_once"] if orchestrator.config.is_schedulable else [],
         "dynamic_pipelines": bool(orchestrator.supports_dynamic_pipelines),
         "native_retries": bool(orchestrator.config.handles_step_retries),
@@ -237,8 +331,14 @@ def setup(request: dict) -> dict:
     client = Client()
     flavor = request["flavor"]
     if request.get("source"):
-        model = client.create_flavor(source=request["source"], component_type=StackComponentType.ORCHESTRATOR)
-        flavor = model.name
+        from zenml.stack.flavor import validate_flavor_source
+
+        _, found = validate_flavor_source(source=request["source"], component_type=StackComponentType.ORCHESTRATOR)
+        model = found.to_model(integration="custom", is_custom=True)
+        # Keep the import path the user gave: ZenML re-derives a source relative to its source
+        # root (the folder of __main__), which names a module of an editable install wrongly.
+        model.source = request["source"]
+        flavor = client.zen_store.create_flavor(flavor=model).name
     available = sorted({f.name for f in client.get_flavors_by_type(StackComponentType.ORCHESTRATOR)})
     if flavor not in available:
         return {"error": {"type": "unknown-flavor", "message": f"no ZenML orchestrator flavor named {flavor!r}",
@@ -263,6 +363,9 @@ def setup(request: dict) -> dict:
         components[StackComponentType.IMAGE_BUILDER] = STACK
     client.create_stack(name=STACK, components=components)
     client.activate_stack(STACK)
+    if request.get("secret"):
+        secret = request["secret"]
+        client.create_secret(name=secret["name"], values={secret["key"]: secret["value"]})
     stack = client.active_stack
     orchestrator = stack.orchestrator
     config_fields = sorted(type(orchestrator.config).model_fields)
@@ -282,8 +385,37 @@ def setup(request: dict) -> dict:
     }
 
 
+#: Marks the answer line of a worker (its stdout also carries what steps run in it print).
+ANSWER_MARK = "\x1eorcakit-answer "
+
+
+def serve() -> int:
+    """A long-lived worker: one JSON request per line on stdin, one marked answer line per
+    request on stdout. It saves each run a Python start, ``import zenml`` and a ZenML client
+    (seconds each on a loaded machine). The answers go to a duplicate of the original stdout:
+    ZenML redirects sys.stdout while a step runs in this process."""
+    import os
+
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        action = request.pop("__action__", "run")
+        try:
+            answer = {"setup": setup, "run": run}[action](request)
+        except BaseException as exc:  # noqa: BLE001 - the driver decides; the worker carries on
+            answer = {"run": None, "error": {"type": f"{type(exc).__module__}.{type(exc).__name__}",
+                                             "message": str(exc)[-4000:]}, "warnings": [], "handed": {}}
+        answers.write(ANSWER_MARK + json.dumps(answer, default=str) + "\n")
+        answers.flush()
+    return 0
+
+
 def main() -> int:
     action = sys.argv[1]
+    if action == "serve":
+        return serve()
     request = json.load(sys.stdin)
     answer = {"setup": setup, "run": run}[action](request)
     sys.stdout.write("\n" + json.dumps(answer, default=str) + "\n")

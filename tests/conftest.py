@@ -98,7 +98,7 @@ def execute() -> Executor:
 def postgres_url() -> str:
     url = os.environ.get("ORCAKIT_TEST_POSTGRES_URL")
     if not url:
-        message = "PostgreSQL tests need ORCAKIT_TEST_POSTGRES_URL (e.g. postgresql+psycopg://orcakit:orcakit@127.0.0.1:5432/orcakit)"
+        message = "PostgreSQL tests need ORCAKIT_TEST_POSTGRES_URL (e.g. postgresql+psycopg://orcakit_tester:tq8Zr4vLw2pX@127.0.0.1:5432/orcakit_tests, printed by scripts/testenv/ensure-postgres.sh)"
         if os.environ.get("ORCAKIT_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"ORCAKIT_REQUIRE_POSTGRES=1 but: {message}", pytrace=False)
         pytest.skip(message)

@@ -247,4 +247,8 @@ def flavor_new(answers: tuple[str, ...], no_input: bool, output_dir: Path) -> No
     out.print(esc(f"  {install}"))
     out.print("  pytest                          # its unit tests and the conformance suite (quick profile)")
     out.print('  grep -rn "TODO(backend)" src    # each place your backend\'s call goes')
-    out.print(f"  pytest --flavor={esc(chosen['flavor_name'])} --certify --report-dir=cert   # the record")
+    if chosen["orchestrator_kind"] == "zenml":  # a ZenML orchestrator is certified through the ZenML driver
+        reference = f"zenml:{chosen['package_name']}.flavor:{chosen['class_prefix']}OrchestratorFlavor"
+        out.print(f"  orcakit certify --flavor {esc(reference)} --out cert   # the record")
+    else:
+        out.print(f"  pytest --flavor={esc(chosen['flavor_name'])} --certify --report-dir=cert   # the record")

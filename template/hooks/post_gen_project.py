@@ -16,6 +16,7 @@ PACKAGE = Path("src") / "{{ cookiecutter.package_name }}"
 ONLY_FOR = {
     "process": ["processes.py"],
     "container": ["image.py", "containers.py"],
+    "zenml": ["flavor.py"],
 }
 
 for kind, modules in ONLY_FOR.items():

@@ -16,7 +16,7 @@ import sys
 #: Flavors orcakit ships (or reserves): a package registering one of these names would shadow
 #: or be shadowed by the built-in flavor in the ``orcakit.flavors`` entry-point group.
 BUILT_IN_FLAVORS = ("local", "docker", "kubernetes")
-KINDS = ("process", "container")
+KINDS = ("process", "container", "zenml")
 #: What ``orcakit.Flavor.check`` accepts as a flavor name.
 FLAVOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 CLASS_PREFIX = re.compile(r"^[A-Z][A-Za-z0-9]*$")

@@ -1,4 +1,4 @@
-"""The conformance suite against this flavor, quick profile: what `pytest --flavor={{ cookiecutter.flavor_name }}` runs.
+"""The conformance suite against this flavor, quick profile: what `pytest --flavor={% if cookiecutter.orchestrator_kind == "zenml" %}zenml:{{ cookiecutter.package_name }}.flavor:{{ cookiecutter.class_prefix }}OrchestratorFlavor{% else %}{{ cookiecutter.flavor_name }}{% endif %}` runs.
 
 It runs in an empty folder of its own (the suite's plugin collects the checks there), as a
 separate pytest process, so that its report is the suite's and not mixed with these tests'.
@@ -41,7 +41,12 @@ def test_the_conformance_suite_passes_at_the_quick_profile(tmp_path: Path) -> No
 {%- if cookiecutter.orchestrator_kind == "container" %}
     require_engine()
 {%- endif %}
-    command = [sys.executable, "-m", "pytest", "--flavor={{ cookiecutter.flavor_name }}", "--conformance-profile=quick",
+{%- if cookiecutter.orchestrator_kind == "zenml" %}
+    flavor = "zenml:{{ cookiecutter.package_name }}.flavor:{{ cookiecutter.class_prefix }}OrchestratorFlavor"
+{%- else %}
+    flavor = "{{ cookiecutter.flavor_name }}"
+{%- endif %}
+    command = [sys.executable, "-m", "pytest", f"--flavor={flavor}", "--conformance-profile=quick",
                "-q", "-p", "no:cacheprovider", f"--rootdir={tmp_path}"]
 {%- if cookiecutter.orchestrator_kind == "container" %}
     command.append(f"--flavor-option=parent_image={PARENT_IMAGE}")

@@ -1,3 +1,4 @@
+{%- if cookiecutter.orchestrator_kind == "zenml" %}{% include "zenml_test_flavor.py.j2" %}{% else -%}
 """Unit tests of the {{ cookiecutter.flavor_name }} flavor: its declaration, config and the pieces that translate
 the contract into backend calls. (The conformance suite, in test_conformance.py, runs pipelines.)"""
 
@@ -103,4 +104,5 @@ def test_leftovers_are_found_and_killed_by_the_run_id_variable():
 def test_resources_become_the_engines_limits_exactly(resources, expected):
     orchestrator = {{ cookiecutter.class_prefix }}Flavor().create()
     assert orchestrator.translate_resources(ResourceSettings(**resources)) == expected
+{%- endif %}
 {%- endif %}

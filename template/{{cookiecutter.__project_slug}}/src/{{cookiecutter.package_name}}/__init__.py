@@ -1,3 +1,4 @@
+{%- if cookiecutter.orchestrator_kind == "zenml" %}{% include "zenml_init.py.j2" %}{% else -%}
 """The ``{{ cookiecutter.flavor_name }}`` orchestrator flavor: its declaration.
 
 Only the declaration lives here, and it imports nothing heavy: ``orcakit flavor list`` and the
@@ -66,3 +67,4 @@ class {{ cookiecutter.class_prefix }}Flavor(Flavor):
 
 
 __all__ = ["{{ cookiecutter.class_prefix }}Flavor", "{{ cookiecutter.class_prefix }}OrchestratorConfig", "RUN_ID_ENV"]
+{%- endif %}

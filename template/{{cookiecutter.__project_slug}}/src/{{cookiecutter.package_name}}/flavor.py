@@ -1,0 +1,1 @@
+{% include "zenml_flavor.py.j2" %}
