@@ -90,8 +90,13 @@ ResourcesIgnoredFlavor = _flavor("orcakit_process_resources_ignored", ResourcesI
 EXPECTED: Dict[str, tuple[list[str], set[str]]] = {
     "FixedRunIdFlavor": (["RUNID-2"], {"RUNID-2"}),
     "TimestampRunIdFlavor": (["RUNID-2"], {"RUNID-2"}),
-    "RunIdPerStepFlavor": (["RUNID-1"], {"RUNID-1"}),
-    # every step's ID differs too, but the run-ID checks stop at the missing variable (ENV-1)
-    "RunIdNotInStepEnvironmentFlavor": (["RUNID-1", "ENV-1"], {"ENV-1"}),
+    # A step under a run ID that is not its run's cannot be launched: ZenML's step launcher asks
+    # its store for the run by that ID, and creating one under the run's name is refused. So the
+    # retry check's step never runs an attempt (RETRY-1, which counts unlaunchable attempts), as
+    # the native RunIdPerStep mutant's consequences are listed in conformance/mutants.py.
+    "RunIdPerStepFlavor": (["RUNID-1"], {"RUNID-1", "RETRY-1"}),
+    # every step's ID differs too, but the run-ID checks stop at the missing variable (ENV-1);
+    # the retried step cannot be launched, as above
+    "RunIdNotInStepEnvironmentFlavor": (["RUNID-1", "ENV-1"], {"ENV-1", "RETRY-1"}),
     "ResourcesIgnoredFlavor": (["RES-5"], {"RES-5"}),
 }
