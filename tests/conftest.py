@@ -181,6 +181,10 @@ ALONE: dict[str, float] = {
     "tests/test_template.py::test_a_baked_project_installs_in_a_fresh_venv_and_passes_its_tests_and_the_quick_suite[container]": 190,
     "tests/test_zenml_bridge.py::test_a_custom_zenml_orchestrator_with_a_run_id_per_step_is_caught_on_runid_1": 120,
     "tests/test_template.py::test_a_baked_project_installs_in_a_fresh_venv_and_passes_its_tests_and_the_quick_suite[process]": 110,
+    # 146 s at load 20 (2026-12-03): six suite runs, three at a time, beside a busy loop per core
+    "tests/test_timing_under_load.py::test_timing_checks_give_the_unloaded_verdicts_beside_a_cpu_hog": 150,
+    "tests/test_suite_concurrency.py::test_checks_side_by_side_give_the_report_of_a_sequential_run": 90,
+    "tests/test_suite_concurrency.py::test_a_declared_run_limit_is_never_exceeded_by_checks_side_by_side": 60,
 }
 #: Whole modules that take minutes (what is left of them once ALONE is split off), seconds as above.
 LONG_MODULES: dict[str, float] = {
