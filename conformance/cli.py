@@ -3,7 +3,7 @@ from this package through the ``orcakit.commands`` entry-point group (the runtim
 imports the suite).
 
     orcakit certify --flavor NAME [--out DIR] [--flavor-option KEY=VALUE ...] [--flavor-config FILE]
-                    [--run-store URL] [--artifact-store URI]
+                    [--run-store URL] [--artifact-store URI] [--workers N]
     orcakit certify verify DIR
 
 Certifying is ``pytest --flavor=NAME --certify --report-dir=DIR`` in an empty folder, then a
@@ -28,9 +28,12 @@ import click
               "flavors whose steps cannot see this machine's disk need a network one, e.g. postgresql+psycopg://...)")
 @click.option("--artifact-store", metavar="URI", help="artifact store of the conformance runs (default: a fresh folder; "
               "s3://bucket/prefix for remote backends)")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="checks run side by side in this many processes (pytest-xdist); default: 4 for orcakit flavors, "
+                   "never more than the flavor's max_concurrent_runs; 1 for other drivers (zenml:...)")
 @click.pass_context
 def certify(ctx: click.Context, flavor_name: str | None, out_dir: str, flavor_options: tuple[str, ...], flavor_config: str | None,
-            run_store: str | None, artifact_store: str | None) -> None:
+            run_store: str | None, artifact_store: str | None, workers: int | None) -> None:
     """Certify a flavor: run the whole conformance suite with --certify and write the bundle
     (report.json, junit.xml, report.html) to --out. `orcakit certify verify DIR` checks a bundle."""
     if ctx.invoked_subcommand is not None:
@@ -41,9 +44,14 @@ def certify(ctx: click.Context, flavor_name: str | None, out_dir: str, flavor_op
     import sys
     import tempfile
 
-    _check_flavor_config(flavor_name, flavor_options, flavor_config)
+    limit = _check_flavor_config(flavor_name, flavor_options, flavor_config)
     out = Path(out_dir).resolve()
     command = [sys.executable, "-m", "pytest", f"--flavor={flavor_name}", "--certify", f"--report-dir={out}", "-p", "no:cacheprovider"]
+    workers = _workers(workers, limit)
+    if workers > 1:
+        # Independent checks side by side (each its own runs and stores); the report is the one a
+        # sequential run writes (the plugin orders it; tests/test_suite_concurrency.py).
+        command += ["-n", str(workers)]
     # The options as the user wrote them: pytest parses them again, by the same rules.
     command += [f"--flavor-option={option}" for option in flavor_options]
     if flavor_config:
@@ -62,10 +70,27 @@ def certify(ctx: click.Context, flavor_name: str | None, out_dir: str, flavor_op
     ctx.exit(0 if certifies and code == 0 else 1)
 
 
-def _check_flavor_config(flavor_name: str, options: tuple[str, ...], config_file: str | None) -> None:
+def _workers(asked: int | None, limit: int | None | bool) -> int:
+    """How many checks run at once: as asked, else the default for the flavor's run limit
+    (``False``: another driver's flavor, run one check at a time); 1 without pytest-xdist."""
+    import importlib.util
+
+    from .concurrency import default_workers
+
+    if importlib.util.find_spec("xdist") is None:
+        if asked and asked > 1:
+            raise click.UsageError("--workers needs pytest-xdist: pip install 'orcakit[conformance]'")
+        return 1
+    if asked is not None:
+        return asked
+    return 1 if limit is False else default_workers(limit or None)
+
+
+def _check_flavor_config(flavor_name: str, options: tuple[str, ...], config_file: str | None) -> int | None | bool:
     """Refuse a config the suite would refuse, before a pytest process is started for it: the
     flavor resolved as the plugin resolves it, the options parsed by the same parser
-    (:mod:`orcakit.options`), so the message is the one ``pytest --flavor`` would give."""
+    (:mod:`orcakit.options`), so the message is the one ``pytest --flavor`` would give.
+    Returns the flavor's ``max_concurrent_runs`` (``False`` for another driver's flavor)."""
     from orcakit import load_flavor
     from orcakit.options import parse_flavor_config
 
@@ -83,10 +108,12 @@ def _check_flavor_config(flavor_name: str, options: tuple[str, ...], config_file
 
             raise ConfigurationError("--flavor=zenml:... needs ZenML, which is not installed",
                                      fix="pip install 'orcakit[zenml]' (ZenML 0.98, with its local extras)")
-        return
+        return False
 
     reference, _ = _resolve_reference(flavor_name)
-    parse_flavor_config(load_flavor(reference), config_file, options)
+    flavor = load_flavor(reference)
+    parse_flavor_config(flavor, config_file, options)
+    return flavor.capabilities.max_concurrent_runs
 
 
 @certify.command("verify")

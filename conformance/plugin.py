@@ -51,6 +51,25 @@ class SuiteState:
         #: This session's temporary stores, deleted when it ends: evidence names them, never their paths.
         self.temp_paths = [str(path) for path in (getattr(fut, "workdir", None),) if path]
         self.not_applicable = fut.not_applicable()
+        #: Side by side (pytest-xdist): the slots that bound the runs in flight (a folder shared
+        #: with the workers; None when the flavor declares no limit) and, in the controller, the
+        #: order in which the workers collected the checks (results arrive in completion order;
+        #: the report lists them in collection order, as a sequential run does).
+        self.run_slots: Any = None
+        self.collection: list[str] | None = None
+
+    def ordered_results(self) -> list[dict[str, Any]]:
+        """The results in the order a sequential run would have produced them."""
+        if self.collection is None:
+            return self.results
+        position = {nodeid: index for index, nodeid in enumerate(self.collection)}
+        whens = {"setup": 0, "call": 1, "teardown": 2}
+        return sorted(self.results, key=lambda r: (position.get(r["nodeid"], len(position)), whens.get(r["when"], 3)))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        if self.collection is None:
+            self.collection = list(ids)
 
     def reproducer(self, check: str) -> list[str]:
         """The command that re-runs one check under this session's seed and options."""
@@ -183,6 +202,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.load_profile(f"orcakit-{profile}-{fut.kind}")
     command = _command(config, name, profile, certify)
     state = SuiteState(fut, profile, seed, certify, disabled, set(config.getoption("requirement")), report_dir, command)
+    _limit_runs(config, state)
     config.stash[SUITE_STATE] = state
     config.pluginmanager.register(state, "orcakit-conformance-state")
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
@@ -222,12 +242,28 @@ def _command(config: pytest.Config, name: str, profile: str, certify: bool) -> l
     return command
 
 
+def _limit_runs(config: pytest.Config, state: SuiteState) -> None:
+    """A flavor that declares ``max_concurrent_runs`` never gets more runs at once from this
+    session, its xdist workers included: they share the controller's slots."""
+    limit = state.fut.capabilities.max_concurrent_runs
+    if limit is None:
+        return
+    from .concurrency import RunSlots, limit_runs
+
+    folder = getattr(config, "workerinput", {}).get("orcakit_run_slots")
+    state.run_slots = RunSlots(Path(folder), limit) if folder else RunSlots.create(limit)
+    limit_runs(state.fut, state.run_slots)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """pytest-xdist: every worker uses the controller's seed, so a failure reproduces."""
+    """pytest-xdist: every worker uses the controller's seed, so a failure reproduces, and the
+    controller's run slots, so the workers together respect the flavor's run limit."""
     state = node.config.stash.get(SUITE_STATE, None)
     if state is not None:
         node.workerinput["orcakit_seed"] = state.seed
+        if state.run_slots is not None:
+            node.workerinput["orcakit_run_slots"] = str(state.run_slots.folder)
 
 
 class SuiteModule(pytest.Module):
@@ -513,12 +549,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     from .report import build_report, summarize
 
-    report = build_report(state, state.results, config)
+    report = build_report(state, state.ordered_results(), config)
     tr = terminalreporter
     tr.section("orcakit conformance")
     for line in summarize(report):
         tr.write_line(line)
-    failing = [r for r in state.results if r["outcome"] in ("failed", "error") and r.get("reproducer")]
+    failing = [r for r in state.ordered_results() if r["outcome"] in ("failed", "error") and r.get("reproducer")]
     if failing:
         tr.write_line("reproduce a failure with:")
         for result in failing:
@@ -539,6 +575,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(SUITE_STATE, None)
     if state is None or hasattr(config, "workerinput"):
         return
+    if state.run_slots is not None:
+        import shutil
+
+        shutil.rmtree(state.run_slots.folder, ignore_errors=True)
     xmlpath = getattr(config.option, "xmlpath", None)
     if xmlpath:
         mark_suite_errors_in_junit(Path(xmlpath), state.results)
@@ -546,7 +586,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     from .report import build_report, write_bundle
 
-    report = config.stash.get(_REPORT, None) or build_report(state, state.results, config)
+    report = config.stash.get(_REPORT, None) or build_report(state, state.ordered_results(), config)
     write_bundle(report, state.report_dir)
 
 

@@ -46,6 +46,10 @@ class Capabilities(BaseModel):
     stop_run: bool = False
     fetch_status: bool = False
     execution_modes: frozenset[ExecutionMode] = Field(default=frozenset(ExecutionMode))
+    max_concurrent_runs: int | None = Field(
+        default=None, ge=1,
+        description="how many runs the backend takes at once (None: no limit); the conformance suite, "
+                    "running checks side by side, never has more runs in flight than this")
 
     def resource_support(self, kind: ResourceKind) -> ResourceSupport:
         return getattr(self, kind)

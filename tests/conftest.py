@@ -8,11 +8,14 @@
 - ``execute``: run a pipeline and return ``(run, steps)`` as the run store recorded them;
 - ``orcakit_wheel``: a wheel of this checkout, built once per session (no network needed);
 - ``postgres_url``: the PostgreSQL URL of ``ORCAKIT_TEST_POSTGRES_URL``; tests that need it skip
-  without it, but fail when ``ORCAKIT_REQUIRE_POSTGRES=1`` (CI must not pass by skipping).
+  without it, but fail when ``ORCAKIT_REQUIRE_POSTGRES=1`` (CI must not pass by skipping);
+- under pytest-xdist (``scripts/test`` runs ``-n 4 --dist loadgroup``): the xdist groups and the
+  order in which they start (see ``pytest_collection_modifyitems`` below).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -131,9 +134,24 @@ def copy_source_tree(into: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def orcakit_wheel(tmp_path_factory) -> Path:
-    """A regular (non-editable) wheel of this checkout: what `pip install orcakit` installs."""
+    """A regular (non-editable) wheel of this checkout: what `pip install orcakit` installs.
+    Built once per run: xdist workers share it through their common temporary folder (the first
+    builds it under a lock; the others wait and reuse it)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _build_wheel(tmp_path_factory.mktemp("dist"), tmp_path_factory)
+    shared = tmp_path_factory.getbasetemp().parent / "orcakit-wheel"
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        built = list((shared / "dist").glob("orcakit-*.whl"))
+        if built:
+            return built[0]
+        return _build_wheel(shared / "dist", tmp_path_factory)
+
+
+def _build_wheel(out: Path, tmp_path_factory) -> Path:
     source = copy_source_tree(tmp_path_factory.mktemp("source"))
-    out = tmp_path_factory.mktemp("dist")
+    out.mkdir(parents=True, exist_ok=True)
     # no build isolation: setuptools and wheel come from the dev extra, so no network is needed
     command = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(source)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -142,3 +160,75 @@ def orcakit_wheel(tmp_path_factory) -> Path:
     assert "is absent from the `packages` configuration" not in result.stdout + result.stderr, result.stderr[-3000:]
     (built,) = out.glob("orcakit-*.whl")
     return built
+
+
+# -- side by side (pytest-xdist) -----------------------------------------------------------------
+# scripts/test runs `pytest -n 4 --dist loadgroup`: most of its time is spent waiting (sleeping
+# probe steps, container and pod start-up, whole-suite subprocess runs), so four workers on two
+# cores finish in about the time of the longest group. Every test's verdict must stay the same
+# as in a sequential run: a module is one xdist group (one worker, in file order), because its
+# tests share module fixtures (a Kubernetes API server, a Docker project) and some read what the
+# module's earlier tests left (test_docker_flavor's test_zz_..., test_mutants' score); only the
+# long, self-contained runs below get a group of their own. Without xdist nothing changes.
+
+#: Self-contained runs split off their module (each starts a whole suite in a subprocess and
+#: shares nothing with its neighbours), with the seconds they took in a sequential
+#: scripts/test (README, "Figures"): they start first, longest first.
+ALONE: dict[str, float] = {
+    "tests/test_zenml_bridge.py::test_zenml_local_docker_runs_the_suite_to_the_end": 546,
+    "tests/test_kubernetes_flavor.py::test_the_conformance_suite_passes_against_the_test_environment[quick]": 263,
+    "tests/test_zenml_bridge.py::test_zenml_local_runs_the_suite_to_the_end": 209,
+    "tests/test_template.py::test_a_baked_project_installs_in_a_fresh_venv_and_passes_its_tests_and_the_quick_suite[container]": 190,
+    "tests/test_zenml_bridge.py::test_a_custom_zenml_orchestrator_with_a_run_id_per_step_is_caught_on_runid_1": 120,
+    "tests/test_template.py::test_a_baked_project_installs_in_a_fresh_venv_and_passes_its_tests_and_the_quick_suite[process]": 110,
+    # 146 s at load 20 (2026-12-03): six suite runs, three at a time, beside a busy loop per core
+    "tests/test_timing_under_load.py::test_timing_checks_give_the_unloaded_verdicts_beside_a_cpu_hog": 150,
+    "tests/test_suite_concurrency.py::test_checks_side_by_side_give_the_report_of_a_sequential_run": 90,
+    "tests/test_suite_concurrency.py::test_a_declared_run_limit_is_never_exceeded_by_checks_side_by_side": 60,
+}
+#: Whole modules that take minutes (what is left of them once ALONE is split off), seconds as above.
+LONG_MODULES: dict[str, float] = {
+    "tests/test_mutants.py": 300,
+    "tests/test_docker_flavor.py": 300,
+    "tests/test_zenml_bridge.py": 120,
+    "tests/test_kubernetes_flavor.py": 100,
+}
+
+
+def group_of(nodeid: str) -> str:
+    """The xdist group of a test: its module, or the test itself when it runs ALONE."""
+    return nodeid if nodeid in ALONE else nodeid.split("::")[0]
+
+
+def _under_xdist(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput") or config.getoption("dist", "no") != "no"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _under_xdist(config):
+        return
+    estimate: dict[str, float] = {}
+    for item in items:
+        group = group_of(item.nodeid)
+        guess = ALONE.get(item.nodeid, LONG_MODULES.get(item.nodeid.split("::")[0], 0.0))
+        estimate[group] = max(estimate.get(group, 0.0), guess)
+    # The longest groups first: the scheduler hands groups out in this order, so the long ones
+    # do not start last and set the wall time. The sort is stable: inside a group, and among the
+    # short ones, the file order stays.
+    items.sort(key=lambda item: -estimate[group_of(item.nodeid)])
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadgroup`` by :func:`group_of`. xdist's own loadgroup reads ``xdist_group`` marks
+    by renaming the test (``nodeid@group``), which pytest 9 no longer lets it do (the node ID is
+    read-only there), so its groups silently fall apart; this scheduler groups by node ID."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order set above (longest first)
+    return ModuleScheduling(config, log)

@@ -7,6 +7,7 @@ import copy
 import pytest
 from hypothesis import example, given
 
+from orcakit.conformance import timing
 from orcakit.conformance.harness import Findings, violation
 from orcakit.conformance.plugin import unsupported
 from orcakit.conformance.strategies import dags
@@ -85,21 +86,9 @@ def test_independent_steps_run_concurrently(fut, capabilities):
         if not obs.starts.get(node["name"]) or not obs.ends.get(node["name"]):
             raise violation("ORDER-4", f"step {node['name']!r} did not complete", status=obs.run.status.value)
         intervals.append((obs.starts[node["name"]][0]["time"], obs.ends[node["name"]][0]["time"]))
-    latest_start = max(start for start, _ in intervals)
-    earliest_end = min(end for _, end in intervals)
-    if latest_start >= earliest_end:
+    if not timing.ran_side_by_side(intervals):
         raise violation("ORDER-4", f"{width} independent steps that each sleep 1.5 s did not overlap "
                         "although parallel_steps is declared", intervals=intervals)
-
-
-def most_at_once(intervals: list[tuple[float, float]]) -> int:
-    """The largest number of (start, end) intervals that overlap at one instant."""
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals], key=lambda e: (e[0], e[1]))
-    current = peak = 0
-    for _, change in events:
-        current += change
-        peak = max(peak, current)
-    return peak
 
 
 @pytest.mark.requirement("ORDER-5", "ORDER-1")
@@ -117,7 +106,7 @@ def test_max_parallelism_bounds_a_wide_layer_and_its_join(fut):
         obs = bounded.run(bounded.compile_dag(dag))
         intervals = [(obs.starts[p["name"]][0]["time"], obs.ends[p["name"]][0]["time"])
                      for p in parents if obs.starts.get(p["name"]) and obs.ends.get(p["name"])]
-        peak = most_at_once(intervals)
+        peak = timing.most_at_once(intervals)
         if peak > bound:
             found.add(violation("ORDER-5", f"{peak} steps executed at once with max_parallelism={bound}", intervals=intervals))
         join = obs.starts.get("join")

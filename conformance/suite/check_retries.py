@@ -8,17 +8,8 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from orcakit import StepRetryConfig
+from orcakit.conformance import timing
 from orcakit.conformance.harness import Findings, violation
-
-#: Seconds of clock granularity between two probe records on one machine.
-CLOCK_TOLERANCE = 0.05
-#: Seconds a wait may exceed the formula beyond the flavor's own measured launch latency...
-LATENCY_TOLERANCE = 0.5
-#: ...plus this share of that latency: one sample of a backend that needs seconds to start an
-#: attempt (a pod: scheduling, a container, an interpreter) varies by a part of it from one
-#: attempt to the next on a loaded machine, so it cannot be timed to half a second. For a
-#: backend that starts attempts in milliseconds the tolerance stays 0.5 s.
-LATENCY_JITTER = 0.25
 
 
 @st.composite
@@ -77,13 +68,13 @@ def test_retries_follow_the_retry_config(fut, case):
     baseline = obs.starts.get("baseline", [])
     if len(baseline) != 2:
         raise violation("RETRY-1", f"step 'baseline' (max_retries=1, fails once) ran {len(baseline)} attempt(s), expected 2")
-    latency = max(0.0, baseline[1]["time"] - baseline[0]["time"])
+    latency = timing.retry_latency(baseline, obs)
     for k, wait in enumerate(retry.delays()[: expected - 1], start=1):
         gap = starts[k]["time"] - starts[k - 1]["time"]
-        if gap + CLOCK_TOLERANCE < wait:
+        if timing.retry_too_early(gap, wait):
             found.add(violation("RETRY-2", f"retry {k} started {gap:.3f}s after attempt {k}; the config asks for {wait:.3f}s",
                                 retry=retry.model_dump()))
-        elif gap > wait + latency * (1 + LATENCY_JITTER) + LATENCY_TOLERANCE:
+        elif timing.retry_too_late(gap, wait, latency):
             found.add(violation("RETRY-2", f"retry {k} started {gap:.3f}s after attempt {k}; the config asks for {wait:.3f}s "
                                 f"and this backend starts a retry with no wait in {latency:.3f}s",
                                 retry=retry.model_dump(), formula="delays()[k-1] = delay * backoff**(k-1)"))
