@@ -98,3 +98,16 @@ def limit_runs(fut: Any, slots: RunSlots) -> None:
 
     fut.run = limited_run
     fut.with_config = limited_with_config
+    submit = getattr(fut, "submit_from_other_processes", None)
+    if submit is not None:
+        def limited_submit(snapshot: Any, processes: int) -> list:
+            # One client process at a time, each holding a slot: several at once would have to
+            # hold several slots together, and two workers each holding some would wait on each
+            # other for ever. A per-process ID still repeats across processes run in turn.
+            answers = []
+            for _ in range(processes):
+                with slots.hold():
+                    answers += submit(snapshot, 1)
+            return answers
+
+        fut.submit_from_other_processes = limited_submit

@@ -532,12 +532,17 @@ def scrub(report: pytest.TestReport, secrets: list[str], temp_paths: list[str] =
     report.sections = [(title, clean(content)) for title, content in report.sections]
 
 
+_XDIST_NODE_LINE = re.compile(r"^\[gw\d+\] \S+ -- Python \S+ .*$\n?", re.MULTILINE)
+
+
 def _message(report: pytest.TestReport, suite_error: str | None = None) -> str | None:
     if report.passed:
         return None
     if report.skipped and isinstance(report.longrepr, tuple):
         return report.longrepr[2]
-    text = _without_hypothesis_advice(getattr(report, "longreprtext", "") or "")
+    # (an xdist worker's failure arrives headed by its node, "[gw2] linux -- Python 3.11.7 ...":
+    # not part of the message, which must read the same as in a sequential run)
+    text = _XDIST_NODE_LINE.sub("", _without_hypothesis_advice(getattr(report, "longreprtext", "") or ""))
     lines = [line for line in text.splitlines() if line.startswith("E ") or "Falsifying example" in line]
     message = ("\n".join(line[2:] if line.startswith("E ") else line for line in lines) or text[-2000:])[:6000]
     return f"{suite_error}\n\n{message}" if suite_error else message

@@ -31,6 +31,11 @@ class ResourceSupport(str, Enum):
     WARNED = "warned"
 
 
+class _SortedSet(frozenset):
+    def __repr__(self) -> str:
+        return f"frozenset({{{', '.join(sorted(map(repr, self)))}}})" if self else "frozenset()"
+
+
 class Capabilities(BaseModel):
     """A flavor's capability manifest (a sealed value; compare and report it as data)."""
 
@@ -50,6 +55,13 @@ class Capabilities(BaseModel):
         default=None, ge=1,
         description="how many runs the backend takes at once (None: no limit); the conformance suite, "
                     "running checks side by side, never has more runs in flight than this")
+
+    def __repr_args__(self):
+        # Sets print sorted: a frozenset's order follows string hashing, which differs from one
+        # process to the next, and this repr is part of failure messages (Hypothesis prints the
+        # failing example's arguments) that must read the same in every run with the same seed.
+        for name, value in super().__repr_args__():
+            yield name, _SortedSet(value) if isinstance(value, frozenset) else value
 
     def resource_support(self, kind: ResourceKind) -> ResourceSupport:
         return getattr(self, kind)
