@@ -53,6 +53,16 @@ from .probes import dynamic_probe_dag
 #: ZenML local extras and orcakit, built offline by scripts/testenv/ensure-zenml-image.sh.
 IMAGE_VARIABLE = "ORCAKIT_ZENML_IMAGE"
 DEFAULT_IMAGE = "orcakit-zenml:latest"
+#: ZenML's kubernetes orchestrator runs its orchestrator pod and step pods in this image: the one
+#: above with the kubernetes client ZenML pins (scripts/testenv/ensure-zenml-kubernetes-image.sh).
+KUBERNETES_IMAGE_VARIABLE = "ORCAKIT_ZENML_KUBERNETES_IMAGE"
+DEFAULT_KUBERNETES_IMAGE = "orcakit-zenml-kubernetes:latest"
+#: The container registry a containerized orchestrator's stack gets (ZenML's kubernetes
+#: orchestrator requires one); scripts/testenv/ensure-registry.sh serves one on loopback.
+REGISTRY_VARIABLE = "ORCAKIT_ZENML_REGISTRY"
+DEFAULT_REGISTRY = "127.0.0.1:5000"
+#: The namespace of the local Kubernetes API environment a zenml:kubernetes session starts.
+KUBEAPI_NAMESPACE = "zenml-conformance"
 #: ZenML's limit on an artifact's name (ArtifactRequest.name).
 ARTIFACT_NAME_LIMIT = 255
 EXTRA_HINT = "pip install 'orcakit[zenml]' (ZenML 0.98, with its local extras)"
@@ -177,7 +187,10 @@ class ZenMLDriver(Driver):
         self.timeout = timeout
         self.run_store_url = facts["store_url"]
         self.artifact_store_uri = facts["artifact_store"]
-        self.image = os.environ.get(IMAGE_VARIABLE, DEFAULT_IMAGE) if facts["containerized"] else None
+        self.image = None
+        if facts["containerized"]:
+            self.image = (os.environ.get(KUBERNETES_IMAGE_VARIABLE, DEFAULT_KUBERNETES_IMAGE) if flavor == "kubernetes"
+                          else os.environ.get(IMAGE_VARIABLE, DEFAULT_IMAGE))
         #: Framework findings of the runs since the plugin last took them (one check at a time
         #: per process: the plugin takes them after each check, so none outlives its check).
         self._findings: list[dict[str, Any]] = []
@@ -216,7 +229,10 @@ class ZenMLDriver(Driver):
         # orchestrator to never writing it in plain text (secret_values() includes it).
         secret = {"name": f"orcakit-conformance-{uuid.uuid4().hex[:8]}", "key": SECRET_KEY,
                   "value": f"orcakit-canary-{uuid.uuid4().hex}"}
-        request: dict[str, Any] = {"config": config, "secret": secret}
+        if flavor == "kubernetes":
+            config = _kubernetes_session(workdir, config)
+        request: dict[str, Any] = {"config": config, "secret": secret,
+                                   "container_registry": os.environ.get(REGISTRY_VARIABLE, DEFAULT_REGISTRY)}
         if ":" in flavor:  # module:Class of a flavor class, ZenML's source is module.Class
             module, _, qualname = flavor.partition(":")
             request["source"] = f"{module}.{qualname}"
@@ -781,6 +797,46 @@ _POOL_LOCK = __import__("threading").Lock()
 def _end_live_runs() -> None:
     for worker in list(_WORKERS):
         worker.kill()
+
+
+#: The local Kubernetes API environments (``orcakit kubeapi`` processes) of this process's sessions.
+_KUBEAPIS: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _stop_kubeapis() -> None:
+    for process in _KUBEAPIS:
+        # SIGTERM: the environment stops its pods and removes their containers as it ends
+        try:
+            process.terminate()
+            process.wait(60)
+        except (OSError, subprocess.TimeoutExpired):
+            _kill(process)
+
+
+def _kubernetes_session(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """``zenml:kubernetes`` as a user's stack has it: a kubeconfig context and a namespace. Without
+    a ``kubernetes_context`` (or ``incluster``) of the user's, the session starts the local
+    Kubernetes API environment (``orcakit kubeapi``: pods run as Docker containers on the host
+    network) and points ZenML at it: its kubeconfig as ``KUBECONFIG``, its context and a
+    namespace of the session's, and ``local: true`` (ZenML mounts its local stores, the SQLite
+    store and the local artifact store, into every pod as a hostPath volume; the environment's node
+    is this machine)."""
+    if config.get("kubernetes_context") or config.get("incluster"):
+        return config
+    kubeconfig = workdir / "kubeconfig"
+    process = subprocess.Popen([sys.executable, "-m", "orcakit.kubeapi", "--port", "0", "--kubeconfig", str(kubeconfig),
+                                "--namespace", KUBEAPI_NAMESPACE], stdout=subprocess.PIPE, stderr=open(workdir / "kubeapi.log", "w"),
+                               text=True, start_new_session=True)
+    _KUBEAPIS.append(process)
+    url = process.stdout.readline().strip()  # the URL once it serves (EOF if it could not start)
+    if not url:
+        process.wait(30)
+        raise HarnessError("zenml:kubernetes: the local Kubernetes API environment (orcakit kubeapi) did not start:\n"
+                           + (workdir / "kubeapi.log").read_text()[-2000:]
+                           + "\n(it runs pods in Docker: is an engine up? scripts/testenv/ensure-docker.sh)")
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    return {"kubernetes_context": "orcakit-kubeapi", "kubernetes_namespace": KUBEAPI_NAMESPACE, "local": True, **config}
 
 
 def zenml_environment(workdir: Path) -> dict[str, str]:

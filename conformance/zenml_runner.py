@@ -361,6 +361,17 @@ def setup(request: dict) -> dict:
     if containerized:
         client.create_stack_component(name=STACK, flavor="local", component_type=StackComponentType.IMAGE_BUILDER, configuration={})
         components[StackComponentType.IMAGE_BUILDER] = STACK
+        from zenml.stack import StackComponent
+
+        validator = StackComponent.from_model(client.get_stack_component(StackComponentType.ORCHESTRATOR, STACK)).validator
+        # (StackValidator keeps what it requires privately)
+        required = getattr(validator, "_required_components", None) or set()
+        if StackComponentType.CONTAINER_REGISTRY in required and request.get("container_registry"):
+            # (ZenML's kubernetes orchestrator requires one; steps run in the prebuilt image, so
+            # nothing is pushed to it)
+            client.create_stack_component(name=STACK, flavor="default", component_type=StackComponentType.CONTAINER_REGISTRY,
+                                          configuration={"uri": request["container_registry"]})
+            components[StackComponentType.CONTAINER_REGISTRY] = STACK
     client.create_stack(name=STACK, components=components)
     client.activate_stack(STACK)
     if request.get("secret"):
