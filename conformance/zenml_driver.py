@@ -708,7 +708,11 @@ class ZenMLDriver(Driver):
 
     def stop_run(self, orchestrator_run_id: str) -> None:
         from zenml.client import Client
+        from zenml.utils import source_utils
 
+        # ZenML derives its source root from __main__'s file, which a pytest(-xdist) process may
+        # lack ("Unable to determine source root"); the probe steps' sources are installed modules.
+        source_utils.set_custom_source_root(str(self.workdir))
         client = Client()
         runs = client.list_pipeline_runs(orchestrator_run_id=orchestrator_run_id)
         for run in runs.items:
@@ -814,6 +818,17 @@ def _stop_kubeapis() -> None:
             _kill(process)
 
 
+def _end_with_parent() -> None:
+    """In the environment's process before it starts: SIGTERM it when the session's process dies
+    without its atexit (a killed xdist worker), so that it stops its pods rather than living on."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: atexit alone ends it
+
+
 def _kubernetes_session(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
     """``zenml:kubernetes`` as a user's stack has it: a kubeconfig context and a namespace. Without
     a ``kubernetes_context`` (or ``incluster``) of the user's, the session starts the local
@@ -827,7 +842,7 @@ def _kubernetes_session(workdir: Path, config: dict[str, Any]) -> dict[str, Any]
     kubeconfig = workdir / "kubeconfig"
     process = subprocess.Popen([sys.executable, "-m", "orcakit.kubeapi", "--port", "0", "--kubeconfig", str(kubeconfig),
                                 "--namespace", KUBEAPI_NAMESPACE], stdout=subprocess.PIPE, stderr=open(workdir / "kubeapi.log", "w"),
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True, preexec_fn=_end_with_parent)
     _KUBEAPIS.append(process)
     url = process.stdout.readline().strip()  # the URL once it serves (EOF if it could not start)
     if not url:

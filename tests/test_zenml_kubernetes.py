@@ -62,7 +62,8 @@ def test_zenml_kubernetes_runs_unmodified_against_the_local_kubernetes_api(tmp_p
     _prerequisites_or_skip()
     sessions = tmp_path / "tmp"  # the session's ZenML config (so its pods' store URL) lives here
     sessions.mkdir()
-    done, report = suite(tmp_path, "--flavor=zenml:kubernetes", "-k", "every_step_of_a_run_sees_the_same_run_id", timeout=900,
+    done, report = suite(tmp_path, "--flavor=zenml:kubernetes", "-k", "every_step_of_a_run_sees_the_same_run_id",
+                         "--conformance-timeout=900", timeout=1500,
                          env={"TMPDIR": str(sessions)})
     assert report is not None, done.stdout[-3000:] + done.stderr[-3000:]
     explained(report)
