@@ -245,7 +245,7 @@ class Kubelet:
         return env
 
     @staticmethod
-    def _host_path_mounts(spec: dict[str, Any], container: dict[str, Any]) -> dict[str, dict[str, str]]:
+    def _host_path_mounts(spec: dict[str, Any], container: dict[str, Any]) -> list[str]:
         """Docker bind mounts for the container's ``volumeMounts`` of ``hostPath`` volumes (the
         node is this machine, so the host path is the node's). ``type`` is checked as a kubelet
         checks it (``DirectoryOrCreate`` makes a 0755 folder, ``FileOrCreate`` an empty 0644 file);
@@ -255,7 +255,9 @@ class Kubelet:
         from pathlib import Path
 
         volumes = {volume["name"]: volume for volume in spec.get("volumes") or []}
-        binds: dict[str, dict[str, str]] = {}
+        # Docker's "host:container:mode" list, not its dict keyed by host path: one host path may be
+        # mounted at two places (a read-write and a read-only mount of one volume, say)
+        binds: list[str] = []
         for mount in container.get("volumeMounts") or []:
             source = (volumes.get(mount["name"]) or {}).get("hostPath")
             if source is None:
@@ -274,7 +276,7 @@ class Kubelet:
             target = str(path / mount["subPath"]) if mount.get("subPath") else str(path)
             if mount.get("subPath") and not os.path.exists(target):
                 os.makedirs(target, mode=0o755, exist_ok=True)  # a kubelet creates a missing subPath folder
-            binds[target] = {"bind": mount["mountPath"], "mode": "ro" if mount.get("readOnly") else "rw"}
+            binds.append(f"{target}:{mount['mountPath']}:{'ro' if mount.get('readOnly') else 'rw'}")
         return binds
 
     def _data(self, kind: str, namespace: str, name: str, optional: bool) -> dict[str, str]:
@@ -315,7 +317,7 @@ class Kubelet:
 
     # Docker ----------------------------------------------------------------------------
     def _start(self, pod: dict[str, Any], container: dict[str, Any], env: dict[str, str], restart: int,
-               mounts: dict[str, dict[str, str]] | None = None) -> Any:
+               mounts: list[str] | None = None) -> Any:
         meta = pod["metadata"]
         env = {**self._service_environment(), **env}  # the container's own env wins, as in a kubelet
         limits = (container.get("resources") or {}).get("limits") or {}
@@ -334,7 +336,7 @@ class Kubelet:
             **({} if pod["spec"].get("hostNetwork") else {"hostname": self._hostname(pod),
                                                          "extra_hosts": {self._hostname(pod): "127.0.0.1"}}),
             working_dir=container.get("workingDir"), network_mode="host", detach=True,
-            volumes={**(mounts or {}), **self._service_account_volume(pod)},
+            volumes=[*(mounts or []), *(f"{host}:{bind['bind']}:{bind['mode']}" for host, bind in self._service_account_volume(pod).items())],
             # a shared process namespace makes the pause container PID 1; Docker's init plays it
             init=bool(pod["spec"].get("shareProcessNamespace")),
             name=f"k8s_{container['name']}_{meta['name']}_{meta['namespace']}_{meta['uid'][:8]}_{restart}",
