@@ -93,6 +93,12 @@ MAPPING = [
     "for any other orchestrator; schedules, dynamic pipelines, native retries, execution modes, stop_run and "
     "fetch_status come from the orchestrator's own properties (is_schedulable, supports_dynamic_pipelines, "
     "handles_step_retries, supported_execution_modes, and whether _stop_run/fetch_status are implemented).",
+    "A schedulable ZenML orchestrator is read as taking cron, interval and run-once schedules, but ZenML's "
+    "KubernetesOrchestrator (and subclasses) as taking cron only: it makes a CronJob and refuses any other schedule "
+    "when submitted.",
+    "zenml:kubernetes without a kubernetes_context of the user's runs against orcakit's local Kubernetes API "
+    "environment, started for the session (kubeconfig context orcakit-kubeapi, namespace zenml-conformance, "
+    "local: true so that ZenML mounts its local stores into the pods; pods are Docker containers on the host network).",
     "ENV-1 is checked only for an orchestrator that declares a run-ID variable: an attribute run_id_env_var, or an "
     "ENV_*RUN_ID constant of its module that get_orchestrator_run_id() reads (local_docker: "
     "ZENML_DOCKER_ORCHESTRATOR_RUN_ID; local has none, its run ID lives in the orchestrator object).",

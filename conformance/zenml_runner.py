@@ -294,6 +294,20 @@ def _declared_run_id_variable(orchestrator: Any) -> str | None:
     return None
 
 
+def _schedule_kinds(orchestrator: Any) -> list[str]:
+    """The schedule kinds a schedulable orchestrator takes: all three, but for ZenML's
+    KubernetesOrchestrator (and subclasses), which makes CronJobs and refuses any other schedule
+    at submission ("only supports scheduling via CRON jobs", kubernetes_orchestrator.py)."""
+    if not orchestrator.config.is_schedulable:
+        return []
+    if any(f"{cls.__module__}.{cls.__qualname__}" == KUBERNETES_ORCHESTRATOR for cls in type(orchestrator).__mro__):
+        return ["cron"]
+    return ["cron", "interval", "run_once"]
+
+
+KUBERNETES_ORCHESTRATOR = "zenml.integrations.kubernetes.orchestrators.kubernetes_orchestrator.KubernetesOrchestrator"
+
+
 def _capabilities(orchestrator: Any) -> dict:
     """orcakit's capability manifest, derived from what the ZenML orchestrator says of itself
     (see the driver's MAPPING for which parts are judgements)."""
@@ -312,7 +326,7 @@ def _capabilities(orchestrator: Any) -> dict:
     declared.update(getattr(orchestrator, "orcakit_resource_support", None) or {})
     return {
         **declared,
-        "schedules": ["cron", "interval", "run_once"] if orchestrator.config.is_schedulable else [],
+        "schedules": _schedule_kinds(orchestrator),
         "dynamic_pipelines": bool(orchestrator.supports_dynamic_pipelines),
         "native_retries": bool(orchestrator.config.handles_step_retries),
         "parallel_steps": not sequential,
