@@ -85,7 +85,8 @@ MAPPING = [
     "A step of the pipeline for which the finished run has no step run at all, and whose probe never executed, "
     "is counted SKIPPED: ZenML's local orchestrators skip a step by not launching it, and record nothing.",
     "Resources: ZenML declares no resource support. ZenML's LocalOrchestrator and LocalDockerOrchestrator (and "
-    "subclasses) are read as WARNED for cpu, memory and gpu (they log 'ignoring resource configuration' per step); "
+    "subclasses), and KubernetesOrchestrator, are read as WARNED for cpu, memory and gpu (they log 'ignoring resource "
+    "configuration' per step); "
     "any other orchestrator is held to ENFORCED, as ZenML's custom-orchestrator guide asks it to respect "
     "ResourceSettings. A ZenML warning log line that says resources are ignored counts as orcakit's "
     "ResourcesIgnoredWarning.",

@@ -318,7 +318,11 @@ def _capabilities(orchestrator: Any) -> dict:
     sequential = isinstance(orchestrator, (LocalOrchestrator, LocalDockerOrchestrator))
     # ZenML's local orchestrators log "ignoring resource configuration" per step: WARNED.
     # Any other orchestrator is held to what the custom-orchestrator guide asks: respect them.
-    resources = "warned" if sequential else "enforced"
+    # ZenML 0.98's KubernetesOrchestrator too: "Specifying step resources is not yet supported for
+    # the Kubernetes orchestrator, ignoring resource configuration for step ..." (checked by hand:
+    # its step pods get only a default 400Mi memory request, no limits).
+    kubernetes = any(f"{c.__module__}.{c.__qualname__}" == KUBERNETES_ORCHESTRATOR for c in type(orchestrator).__mro__)
+    resources = "warned" if sequential or kubernetes else "enforced"
     cls = type(orchestrator)
     # An orchestrator may say what it does with ResourceSettings (ZenML has no declaration for
     # it): orcakit_resource_support = {"cpu": "rejected"|"warned"|"enforced", ...}.
