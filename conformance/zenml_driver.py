@@ -53,6 +53,16 @@ from .probes import dynamic_probe_dag
 #: ZenML local extras and orcakit, built offline by scripts/testenv/ensure-zenml-image.sh.
 IMAGE_VARIABLE = "ORCAKIT_ZENML_IMAGE"
 DEFAULT_IMAGE = "orcakit-zenml:latest"
+#: ZenML's kubernetes orchestrator runs its orchestrator pod and step pods in this image: the one
+#: above with the kubernetes client ZenML pins (scripts/testenv/ensure-zenml-kubernetes-image.sh).
+KUBERNETES_IMAGE_VARIABLE = "ORCAKIT_ZENML_KUBERNETES_IMAGE"
+DEFAULT_KUBERNETES_IMAGE = "orcakit-zenml-kubernetes:latest"
+#: The container registry a containerized orchestrator's stack gets (ZenML's kubernetes
+#: orchestrator requires one); scripts/testenv/ensure-registry.sh serves one on loopback.
+REGISTRY_VARIABLE = "ORCAKIT_ZENML_REGISTRY"
+DEFAULT_REGISTRY = "127.0.0.1:5000"
+#: The namespace of the local Kubernetes API environment a zenml:kubernetes session starts.
+KUBEAPI_NAMESPACE = "zenml-conformance"
 #: ZenML's limit on an artifact's name (ArtifactRequest.name).
 ARTIFACT_NAME_LIMIT = 255
 EXTRA_HINT = "pip install 'orcakit[zenml]' (ZenML 0.98, with its local extras)"
@@ -75,7 +85,8 @@ MAPPING = [
     "A step of the pipeline for which the finished run has no step run at all, and whose probe never executed, "
     "is counted SKIPPED: ZenML's local orchestrators skip a step by not launching it, and record nothing.",
     "Resources: ZenML declares no resource support. ZenML's LocalOrchestrator and LocalDockerOrchestrator (and "
-    "subclasses) are read as WARNED for cpu, memory and gpu (they log 'ignoring resource configuration' per step); "
+    "subclasses), and KubernetesOrchestrator, are read as WARNED for cpu, memory and gpu (they log 'ignoring resource "
+    "configuration' per step); "
     "any other orchestrator is held to ENFORCED, as ZenML's custom-orchestrator guide asks it to respect "
     "ResourceSettings. A ZenML warning log line that says resources are ignored counts as orcakit's "
     "ResourcesIgnoredWarning.",
@@ -83,6 +94,12 @@ MAPPING = [
     "for any other orchestrator; schedules, dynamic pipelines, native retries, execution modes, stop_run and "
     "fetch_status come from the orchestrator's own properties (is_schedulable, supports_dynamic_pipelines, "
     "handles_step_retries, supported_execution_modes, and whether _stop_run/fetch_status are implemented).",
+    "A schedulable ZenML orchestrator is read as taking cron, interval and run-once schedules, but ZenML's "
+    "KubernetesOrchestrator (and subclasses) as taking cron only: it makes a CronJob and refuses any other schedule "
+    "when submitted.",
+    "zenml:kubernetes without a kubernetes_context of the user's runs against orcakit's local Kubernetes API "
+    "environment, started for the session (kubeconfig context orcakit-kubeapi, namespace zenml-conformance, "
+    "local: true so that ZenML mounts its local stores into the pods; pods are Docker containers on the host network).",
     "ENV-1 is checked only for an orchestrator that declares a run-ID variable: an attribute run_id_env_var, or an "
     "ENV_*RUN_ID constant of its module that get_orchestrator_run_id() reads (local_docker: "
     "ZENML_DOCKER_ORCHESTRATOR_RUN_ID; local has none, its run ID lives in the orchestrator object).",
@@ -177,7 +194,10 @@ class ZenMLDriver(Driver):
         self.timeout = timeout
         self.run_store_url = facts["store_url"]
         self.artifact_store_uri = facts["artifact_store"]
-        self.image = os.environ.get(IMAGE_VARIABLE, DEFAULT_IMAGE) if facts["containerized"] else None
+        self.image = None
+        if facts["containerized"]:
+            self.image = (os.environ.get(KUBERNETES_IMAGE_VARIABLE, DEFAULT_KUBERNETES_IMAGE) if flavor == "kubernetes"
+                          else os.environ.get(IMAGE_VARIABLE, DEFAULT_IMAGE))
         #: Framework findings of the runs since the plugin last took them (one check at a time
         #: per process: the plugin takes them after each check, so none outlives its check).
         self._findings: list[dict[str, Any]] = []
@@ -216,7 +236,10 @@ class ZenMLDriver(Driver):
         # orchestrator to never writing it in plain text (secret_values() includes it).
         secret = {"name": f"orcakit-conformance-{uuid.uuid4().hex[:8]}", "key": SECRET_KEY,
                   "value": f"orcakit-canary-{uuid.uuid4().hex}"}
-        request: dict[str, Any] = {"config": config, "secret": secret}
+        if flavor == "kubernetes":
+            config = _kubernetes_session(workdir, config)
+        request: dict[str, Any] = {"config": config, "secret": secret,
+                                   "container_registry": os.environ.get(REGISTRY_VARIABLE, DEFAULT_REGISTRY)}
         if ":" in flavor:  # module:Class of a flavor class, ZenML's source is module.Class
             module, _, qualname = flavor.partition(":")
             request["source"] = f"{module}.{qualname}"
@@ -692,7 +715,11 @@ class ZenMLDriver(Driver):
 
     def stop_run(self, orchestrator_run_id: str) -> None:
         from zenml.client import Client
+        from zenml.utils import source_utils
 
+        # ZenML derives its source root from __main__'s file, which a pytest(-xdist) process may
+        # lack ("Unable to determine source root"); the probe steps' sources are installed modules.
+        source_utils.set_custom_source_root(str(self.workdir))
         client = Client()
         runs = client.list_pipeline_runs(orchestrator_run_id=orchestrator_run_id)
         for run in runs.items:
@@ -781,6 +808,57 @@ _POOL_LOCK = __import__("threading").Lock()
 def _end_live_runs() -> None:
     for worker in list(_WORKERS):
         worker.kill()
+
+
+#: The local Kubernetes API environments (``orcakit kubeapi`` processes) of this process's sessions.
+_KUBEAPIS: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _stop_kubeapis() -> None:
+    for process in _KUBEAPIS:
+        # SIGTERM: the environment stops its pods and removes their containers as it ends
+        try:
+            process.terminate()
+            process.wait(60)
+        except (OSError, subprocess.TimeoutExpired):
+            _kill(process)
+
+
+def _end_with_parent() -> None:
+    """In the environment's process before it starts: SIGTERM it when the session's process dies
+    without its atexit (a killed xdist worker), so that it stops its pods rather than living on."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: atexit alone ends it
+
+
+def _kubernetes_session(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """``zenml:kubernetes`` as a user's stack has it: a kubeconfig context and a namespace. Without
+    a ``kubernetes_context`` (or ``incluster``) of the user's, the session starts the local
+    Kubernetes API environment (``orcakit kubeapi``: pods run as Docker containers on the host
+    network) and points ZenML at it: its kubeconfig as ``KUBECONFIG``, its context and a
+    namespace of the session's, and ``local: true`` (ZenML mounts its local stores, the SQLite
+    store and the local artifact store, into every pod as a hostPath volume; the environment's node
+    is this machine)."""
+    if config.get("kubernetes_context") or config.get("incluster"):
+        return config
+    kubeconfig = workdir / "kubeconfig"
+    process = subprocess.Popen([sys.executable, "-m", "orcakit.kubeapi", "--port", "0", "--kubeconfig", str(kubeconfig),
+                                "--namespace", KUBEAPI_NAMESPACE], stdout=subprocess.PIPE, stderr=open(workdir / "kubeapi.log", "w"),
+                               text=True, start_new_session=True, preexec_fn=_end_with_parent)
+    _KUBEAPIS.append(process)
+    url = process.stdout.readline().strip()  # the URL once it serves (EOF if it could not start)
+    if not url:
+        process.wait(30)
+        raise HarnessError("zenml:kubernetes: the local Kubernetes API environment (orcakit kubeapi) did not start:\n"
+                           + (workdir / "kubeapi.log").read_text()[-2000:]
+                           + "\n(it runs pods in Docker: is an engine up? scripts/testenv/ensure-docker.sh)")
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    return {"kubernetes_context": "orcakit-kubeapi", "kubernetes_namespace": KUBEAPI_NAMESPACE, "local": True, **config}
 
 
 def zenml_environment(workdir: Path) -> dict[str, str]:

@@ -294,6 +294,20 @@ def _declared_run_id_variable(orchestrator: Any) -> str | None:
     return None
 
 
+def _schedule_kinds(orchestrator: Any) -> list[str]:
+    """The schedule kinds a schedulable orchestrator takes: all three, but for ZenML's
+    KubernetesOrchestrator (and subclasses), which makes CronJobs and refuses any other schedule
+    at submission ("only supports scheduling via CRON jobs", kubernetes_orchestrator.py)."""
+    if not orchestrator.config.is_schedulable:
+        return []
+    if any(f"{cls.__module__}.{cls.__qualname__}" == KUBERNETES_ORCHESTRATOR for cls in type(orchestrator).__mro__):
+        return ["cron"]
+    return ["cron", "interval", "run_once"]
+
+
+KUBERNETES_ORCHESTRATOR = "zenml.integrations.kubernetes.orchestrators.kubernetes_orchestrator.KubernetesOrchestrator"
+
+
 def _capabilities(orchestrator: Any) -> dict:
     """orcakit's capability manifest, derived from what the ZenML orchestrator says of itself
     (see the driver's MAPPING for which parts are judgements)."""
@@ -304,7 +318,11 @@ def _capabilities(orchestrator: Any) -> dict:
     sequential = isinstance(orchestrator, (LocalOrchestrator, LocalDockerOrchestrator))
     # ZenML's local orchestrators log "ignoring resource configuration" per step: WARNED.
     # Any other orchestrator is held to what the custom-orchestrator guide asks: respect them.
-    resources = "warned" if sequential else "enforced"
+    # ZenML 0.98's KubernetesOrchestrator too: "Specifying step resources is not yet supported for
+    # the Kubernetes orchestrator, ignoring resource configuration for step ..." (checked by hand:
+    # its step pods get only a default 400Mi memory request, no limits).
+    kubernetes = any(f"{c.__module__}.{c.__qualname__}" == KUBERNETES_ORCHESTRATOR for c in type(orchestrator).__mro__)
+    resources = "warned" if sequential or kubernetes else "enforced"
     cls = type(orchestrator)
     # An orchestrator may say what it does with ResourceSettings (ZenML has no declaration for
     # it): orcakit_resource_support = {"cpu": "rejected"|"warned"|"enforced", ...}.
@@ -312,7 +330,7 @@ def _capabilities(orchestrator: Any) -> dict:
     declared.update(getattr(orchestrator, "orcakit_resource_support", None) or {})
     return {
         **declared,
-        "schedules": ["cron", "interval", "run_once"] if orchestrator.config.is_schedulable else [],
+        "schedules": _schedule_kinds(orchestrator),
         "dynamic_pipelines": bool(orchestrator.supports_dynamic_pipelines),
         "native_retries": bool(orchestrator.config.handles_step_retries),
         "parallel_steps": not sequential,
@@ -361,6 +379,17 @@ def setup(request: dict) -> dict:
     if containerized:
         client.create_stack_component(name=STACK, flavor="local", component_type=StackComponentType.IMAGE_BUILDER, configuration={})
         components[StackComponentType.IMAGE_BUILDER] = STACK
+        from zenml.stack import StackComponent
+
+        validator = StackComponent.from_model(client.get_stack_component(StackComponentType.ORCHESTRATOR, STACK)).validator
+        # (StackValidator keeps what it requires privately)
+        required = getattr(validator, "_required_components", None) or set()
+        if StackComponentType.CONTAINER_REGISTRY in required and request.get("container_registry"):
+            # (ZenML's kubernetes orchestrator requires one; steps run in the prebuilt image, so
+            # nothing is pushed to it)
+            client.create_stack_component(name=STACK, flavor="default", component_type=StackComponentType.CONTAINER_REGISTRY,
+                                          configuration={"uri": request["container_registry"]})
+            components[StackComponentType.CONTAINER_REGISTRY] = STACK
     client.create_stack(name=STACK, components=components)
     client.activate_stack(STACK)
     if request.get("secret"):

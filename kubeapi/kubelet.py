@@ -50,6 +50,17 @@ class ConfigError(Exception):
     """What makes a container CreateContainerConfigError (a missing secret or key)."""
 
 
+class MountError(Exception):
+    """A volume the kubelet cannot set up (a hostPath that fails its type check): the pod stays
+    ContainerCreating with a FailedMount event, as on a node."""
+
+
+#: hostPath ``type`` -> the check a kubelet makes before mounting (pkg/volume/hostpath: an empty
+#: type checks nothing; ``*OrCreate`` creates what is missing).
+_HOST_PATH_CHECKS = {"Directory": ("is_dir", "directory"), "File": ("is_file", "file"), "Socket": ("is_socket", "socket"),
+                     "CharDevice": ("is_char_device", "character device"), "BlockDevice": ("is_block_device", "block device")}
+
+
 class Kubelet:
     def __init__(self, cluster: Cluster, docker_client: Any, server_id: str, credentials: Credentials) -> None:
         self.cluster = cluster
@@ -116,6 +127,12 @@ class Kubelet:
             self._update_status(namespace, name, uid, lambda p: p["status"].update(containerStatuses=[
                 self._waiting(c, "CreateContainerConfigError", problem) for c in spec["containers"]]))
             return
+        try:
+            mounts = [self._host_path_mounts(spec, c) for c in spec["containers"]]
+        except MountError as exc:
+            # kubelets retry the mount and the pod waits in ContainerCreating; here it waits for good
+            self.cluster.record_event(pod, "FailedMount", str(exc), "Warning", component="kubelet", host=NODE)
+            return
         restarts = [0] * len(spec["containers"])
         exits: list[dict[str, Any] | None] = [None] * len(spec["containers"])
         while True:
@@ -144,7 +161,7 @@ class Kubelet:
                         took = f"{asyncio.get_running_loop().time() - began:.3f}s"
                         self._event(pod, container, "Pulled", f'Successfully pulled image "{image}" in {took} ({took} including waiting). '
                                                               f"Image size: {size} bytes.")
-                    started.append(await asyncio.to_thread(self._start, pod, container, envs[index], restarts[index]))
+                    started.append(await asyncio.to_thread(self._start, pod, container, envs[index], restarts[index], mounts[index]))
                     self._event(pod, container, "Created", "Container created")
                     self._event(pod, container, "Started", "Container started")
                 except Exception as exc:  # noqa: BLE001 - any engine error is the container's waiting reason
@@ -227,6 +244,41 @@ class Kubelet:
                 env[var["name"]] = (pod["metadata"].get(label.group(1)) or {}).get(label.group(2), "") if label else values.get(path, "")
         return env
 
+    @staticmethod
+    def _host_path_mounts(spec: dict[str, Any], container: dict[str, Any]) -> list[str]:
+        """Docker bind mounts for the container's ``volumeMounts`` of ``hostPath`` volumes (the
+        node is this machine, so the host path is the node's). ``type`` is checked as a kubelet
+        checks it (``DirectoryOrCreate`` makes a 0755 folder, ``FileOrCreate`` an empty 0644 file);
+        ``readOnly`` and ``subPath`` apply. Mounts of other volume kinds are not served (see the
+        README's limits)."""
+        import os
+        from pathlib import Path
+
+        volumes = {volume["name"]: volume for volume in spec.get("volumes") or []}
+        # Docker's "host:container:mode" list, not its dict keyed by host path: one host path may be
+        # mounted at two places (a read-write and a read-only mount of one volume, say)
+        binds: list[str] = []
+        for mount in container.get("volumeMounts") or []:
+            source = (volumes.get(mount["name"]) or {}).get("hostPath")
+            if source is None:
+                continue
+            path, kind = Path(source["path"]), source.get("type") or ""
+            if kind == "DirectoryOrCreate" and not path.exists():
+                path.mkdir(mode=0o755, parents=True)
+            elif kind == "FileOrCreate" and not path.exists():
+                path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                path.touch(mode=0o644)
+            elif kind in _HOST_PATH_CHECKS:
+                test, what = _HOST_PATH_CHECKS[kind]
+                if not getattr(path, test)():
+                    raise MountError(f'MountVolume.SetUp failed for volume "{mount["name"]}" : hostPath type check failed: '
+                                     f"{path} is not a {what}")
+            target = str(path / mount["subPath"]) if mount.get("subPath") else str(path)
+            if mount.get("subPath") and not os.path.exists(target):
+                os.makedirs(target, mode=0o755, exist_ok=True)  # a kubelet creates a missing subPath folder
+            binds.append(f"{target}:{mount['mountPath']}:{'ro' if mount.get('readOnly') else 'rw'}")
+        return binds
+
     def _data(self, kind: str, namespace: str, name: str, optional: bool) -> dict[str, str]:
         obj = self.store.get(kind, namespace, name)
         if obj is None:
@@ -264,7 +316,8 @@ class Kubelet:
         return {str(folder): {"bind": SERVICE_ACCOUNT_DIR, "mode": "ro"}}
 
     # Docker ----------------------------------------------------------------------------
-    def _start(self, pod: dict[str, Any], container: dict[str, Any], env: dict[str, str], restart: int) -> Any:
+    def _start(self, pod: dict[str, Any], container: dict[str, Any], env: dict[str, str], restart: int,
+               mounts: list[str] | None = None) -> Any:
         meta = pod["metadata"]
         env = {**self._service_environment(), **env}  # the container's own env wins, as in a kubelet
         limits = (container.get("resources") or {}).get("limits") or {}
@@ -282,7 +335,8 @@ class Kubelet:
             environment=env if pod["spec"].get("hostNetwork") else {"HOSTNAME": self._hostname(pod), **env},
             **({} if pod["spec"].get("hostNetwork") else {"hostname": self._hostname(pod),
                                                          "extra_hosts": {self._hostname(pod): "127.0.0.1"}}),
-            working_dir=container.get("workingDir"), network_mode="host", detach=True, volumes=self._service_account_volume(pod),
+            working_dir=container.get("workingDir"), network_mode="host", detach=True,
+            volumes=[*(mounts or []), *(f"{host}:{bind['bind']}:{bind['mode']}" for host, bind in self._service_account_volume(pod).items())],
             # a shared process namespace makes the pause container PID 1; Docker's init plays it
             init=bool(pod["spec"].get("shareProcessNamespace")),
             name=f"k8s_{container['name']}_{meta['name']}_{meta['namespace']}_{meta['uid'][:8]}_{restart}",

@@ -145,15 +145,28 @@ def qos_class(spec: dict[str, Any]) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
-def default_job_spec(spec: dict[str, Any], uid: str, name: str) -> None:
-    """Job defaults plus the selector and template labels the job controller's admission adds."""
+def _default_job_fields(spec: dict[str, Any]) -> None:
+    """SetDefaults_Job and SetDefaults_PodFailurePolicyOnPodConditionsPattern of
+    pkg/apis/batch/v1/defaults.go: a Job with a podFailurePolicy replaces only Failed pods, and
+    a pod-condition pattern without ``status`` matches ``"True"`` (clients may leave it out:
+    ZenML's step jobs do, and a client that requires it, such as the python client before 26,
+    cannot read the Job back otherwise)."""
     spec.setdefault("parallelism", 1)
     spec.setdefault("completions", 1)
     spec.setdefault("backoffLimit", 6)
     spec.setdefault("completionMode", "NonIndexed")
     spec.setdefault("suspend", False)
-    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    spec.setdefault("podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
     spec.setdefault("manualSelector", False)
+    for rule in (spec.get("podFailurePolicy") or {}).get("rules") or []:
+        for pattern in rule.get("onPodConditions") or []:
+            if not pattern.get("status"):
+                pattern["status"] = "True"
+
+
+def default_job_spec(spec: dict[str, Any], uid: str, name: str) -> None:
+    """Job defaults plus the selector and template labels the job controller's admission adds."""
+    _default_job_fields(spec)
     template = spec.setdefault("template", {})
     labels = template.setdefault("metadata", {}).setdefault("labels", {})
     if not spec.get("selector"):
@@ -184,9 +197,7 @@ def default_cronjob_spec(spec: dict[str, Any]) -> None:
     spec.setdefault("successfulJobsHistoryLimit", 3)
     spec.setdefault("failedJobsHistoryLimit", 1)
     job_spec = spec.setdefault("jobTemplate", {}).setdefault("spec", {})
-    for key, value in (("parallelism", 1), ("completions", 1), ("backoffLimit", 6), ("completionMode", "NonIndexed"),
-                       ("suspend", False), ("podReplacementPolicy", "TerminatingOrFailed"), ("manualSelector", False)):
-        job_spec.setdefault(key, value)
+    _default_job_fields(job_spec)
     default_pod_spec(job_spec.setdefault("template", {}).setdefault("spec", {}))
 
 

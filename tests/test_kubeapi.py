@@ -235,6 +235,63 @@ def test_jobs_run_pods_in_docker(kube_api) -> None:
     api_client.close()
 
 
+@pytest.mark.docker
+def test_host_path_volumes_are_mounted_as_a_kubelet_mounts_them(kube_api, tmp_path) -> None:
+    """hostPath volumes (ZenML's kubernetes orchestrator with ``local: true`` mounts its local
+    stores so): the node is this machine, ``type`` is checked as pkg/volume/hostpath checks it,
+    ``readOnly`` holds, and a failed type check is a FailedMount event with the pod not started."""
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(str(kube_api.kubeconfig))
+    core, batch, ns = client.CoreV1Api(api_client), client.BatchV1Api(api_client), kube_api.namespace
+    shared, created = tmp_path / "shared", tmp_path / "made" / "here"
+    shared.mkdir()
+    (shared / "in.txt").write_text("from the host")
+    volumes = [{"name": "shared", "hostPath": {"path": str(shared), "type": "Directory"}},
+               {"name": "made", "hostPath": {"path": str(created), "type": "DirectoryOrCreate"}},
+               {"name": "ro", "hostPath": {"path": str(shared)}}]
+    mounts = [{"name": "shared", "mountPath": "/data"}, {"name": "made", "mountPath": "/made"},
+              {"name": "ro", "mountPath": "/ro", "readOnly": True}]
+    script = "cat /data/in.txt > /data/out.txt && touch /made/x && (touch /ro/y 2>/dev/null && echo writable || echo read-only)"
+    job = _job("hostpath", script, container={"volumeMounts": mounts})
+    job["spec"]["template"]["spec"]["volumes"] = volumes
+    batch.create_namespaced_job(ns, job)
+    assert _wait_job(batch, "hostpath", ns).status.succeeded == 1
+    assert (shared / "out.txt").read_text() == "from the host" and (created / "x").exists() and not (shared / "y").exists()
+    pod = core.list_namespaced_pod(ns, label_selector="job-name=hostpath").items[0]
+    assert core.read_namespaced_pod_log(pod.metadata.name, ns, _preload_content=False).data == b"read-only\n"
+
+    missing = _pod("nomount")
+    missing["spec"]["containers"][0]["volumeMounts"] = [{"name": "gone", "mountPath": "/gone"}]
+    missing["spec"]["volumes"] = [{"name": "gone", "hostPath": {"path": str(tmp_path / "absent"), "type": "Directory"}}]
+    core.create_namespaced_pod(ns, missing)
+    deadline, events = time.monotonic() + 30, []
+    while time.monotonic() < deadline and not events:
+        events = [e for e in core.list_namespaced_event(ns, field_selector="involvedObject.name=nomount").items if e.reason == "FailedMount"]
+        time.sleep(0.2)
+    assert events and events[0].type == "Warning", events
+    assert events[0].message == (f'MountVolume.SetUp failed for volume "gone" : hostPath type check failed: '
+                                 f"{tmp_path / 'absent'} is not a directory")
+    assert core.read_namespaced_pod("nomount", ns).status.phase == "Pending"
+    api_client.close()
+
+
+def test_pod_failure_policy_patterns_default_to_status_true(kube_api_nopods) -> None:
+    """SetDefaults_PodFailurePolicyOnPodConditionsPattern and SetDefaults_Job
+    (pkg/apis/batch/v1/defaults.go): a pattern without ``status`` is stored with ``"True"`` and a
+    Job with a podFailurePolicy replaces ``Failed`` pods only. ZenML 0.98's step jobs leave
+    ``status`` out, and the python client it pins (<26) cannot read such a Job back otherwise."""
+    policy = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                        {"action": "Count", "onExitCodes": {"containerName": "main", "operator": "NotIn", "values": [0]}}]}
+    status, _, job = http(kube_api_nopods, f"/apis/batch/v1/namespaces/{kube_api_nopods.namespace}/jobs", "POST",
+                          _job("pfp", "true", podFailurePolicy=policy))
+    assert status == 201, job
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+    assert job["spec"]["podReplacementPolicy"] == "Failed"
+    status, _, plain = http(kube_api_nopods, f"/apis/batch/v1/namespaces/{kube_api_nopods.namespace}/jobs", "POST", _job("plain", "true"))
+    assert status == 201 and plain["spec"]["podReplacementPolicy"] == "TerminatingOrFailed"
+
+
 # protobuf bodies --------------------------------------------------------------------------
 
 _names = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
