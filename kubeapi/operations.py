@@ -327,9 +327,46 @@ class Cluster:
             grace = int(options.get("gracePeriodSeconds", current["spec"].get("terminationGracePeriodSeconds", 30)))
             meta.update(deletionTimestamp=now(grace), deletionGracePeriodSeconds=grace)
             return self.store.put(resource.storage_key, current), warnings
+        if policy == "Foreground" and self.dependents(meta["uid"]):
+            return self._delete_in_foreground(resource, current), warnings
         self._handle_dependents(meta["uid"], policy)
         final = self.store.remove(resource.storage_key, meta.get("namespace", ""), name)
+        self._release_foreground_owners(final)
         return (final if resource.kind == "Pod" else self._deleted(resource, current)), warnings
+
+    def _delete_in_foreground(self, resource: Resource, owner: dict[str, Any]) -> dict[str, Any]:
+        """Foreground cascading deletion as the API server and the garbage collector do it: the
+        owner stays, visible and marked (``deletionTimestamp``, the ``foregroundDeletion``
+        finalizer), while its dependents are deleted the way the garbage collector deletes them,
+        each with its own grace period — a running pod is stopped with SIGTERM and gets its
+        ``terminationGracePeriodSeconds`` (ZenML's step pods mark their step run STOPPED in that
+        time), not killed — and the owner goes when its last dependent has gone."""
+        meta = owner["metadata"]
+        if "foregroundDeletion" not in (meta.get("finalizers") or []):
+            meta.update(deletionTimestamp=now(), deletionGracePeriodSeconds=0,
+                        finalizers=[*(meta.get("finalizers") or []), "foregroundDeletion"])
+            owner = self.store.put(resource.storage_key, owner)
+            for dependent_resource, dependent in self.dependents(meta["uid"]):
+                try:
+                    self.delete(dependent_resource, dependent["metadata"].get("namespace", ""), dependent["metadata"]["name"],
+                                {"propagationPolicy": "Foreground"})
+                except ApiError:
+                    pass  # gone meanwhile
+        still_there = self.store.get(resource.storage_key, meta.get("namespace", ""), meta["name"])
+        return still_there if still_there is not None else self._deleted(resource, owner)
+
+    def _release_foreground_owners(self, gone: dict[str, Any]) -> None:
+        """The garbage collector's last step of a foreground deletion: an owner waiting for its
+        dependents goes once ``gone`` was the last of them."""
+        for ref in gone["metadata"].get("ownerReferences") or []:
+            for resource in RESOURCES:
+                if resource.kind != ref.get("kind"):
+                    continue
+                for owner in self.store.list(resource.storage_key):
+                    meta = owner["metadata"]
+                    if (meta["uid"] == ref.get("uid") and "foregroundDeletion" in (meta.get("finalizers") or [])
+                            and not self.dependents(meta["uid"])):
+                        self._release_foreground_owners(self.store.remove(resource.storage_key, meta.get("namespace", ""), meta["name"]))
 
     @staticmethod
     def _deleted(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
@@ -348,7 +385,7 @@ class Cluster:
     def finish_pod_deletion(self, pod: dict[str, Any]) -> None:
         """The kubelet's last word on a gracefully deleted pod: it is gone."""
         meta = pod["metadata"]
-        self.store.remove("pods", meta["namespace"], meta["name"])
+        self._release_foreground_owners(self.store.remove("pods", meta["namespace"], meta["name"]))
 
     def dependents(self, owner_uid: str) -> list[tuple[Resource, dict[str, Any]]]:
         found = []
@@ -368,10 +405,6 @@ class Cluster:
                 if meta["ownerReferences"] is None:
                     del meta["ownerReferences"]
                 self.store.put(resource.storage_key, obj)
-            elif policy == "Foreground":
-                # the owner goes only once its dependents are gone (a simplification of the
-                # foregroundDeletion finalizer: the dependents are deleted synchronously)
-                self.delete(resource, meta.get("namespace", ""), meta["name"], {"propagationPolicy": "Foreground", "gracePeriodSeconds": 0})
             # Background: the garbage collector deletes dependents whose owners are gone
 
     def _terminate_namespace(self, ns: dict[str, Any]) -> dict[str, Any]:

@@ -276,6 +276,44 @@ def test_host_path_volumes_are_mounted_as_a_kubelet_mounts_them(kube_api, tmp_pa
     api_client.close()
 
 
+@pytest.mark.docker
+def test_foreground_deletion_stops_running_pods_gracefully_before_the_owner_goes(kube_api, tmp_path) -> None:
+    """``propagationPolicy=Foreground`` (ZenML's stop_run deletes its step Jobs so): the Job stays,
+    with ``deletionTimestamp`` and the ``foregroundDeletion`` finalizer, while the garbage
+    collector deletes its pods with their own grace period — the running container gets SIGTERM
+    and time to act on it (ZenML's step marks its run STOPPED there) — and goes after them
+    (kubernetes.io/docs/concepts/architecture/garbage-collection/#foreground-deletion)."""
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(str(kube_api.kubeconfig))
+    core, batch, ns = client.CoreV1Api(api_client), client.BatchV1Api(api_client), kube_api.namespace
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    script = ("trap 'sleep 1; echo TERM > /seen/signal; exit 0' TERM; touch /seen/started; "
+              "while true; do sleep 0.1; done")
+    job = _job("stopped", script, container={"volumeMounts": [{"name": "seen", "mountPath": "/seen"}]})
+    job["spec"]["template"]["spec"]["volumes"] = [{"name": "seen", "hostPath": {"path": str(seen)}}]
+    batch.create_namespaced_job(ns, job)
+    deadline = time.monotonic() + 60
+    while not (seen / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (seen / "started").exists(), "the job's pod never started"
+    batch.delete_namespaced_job("stopped", ns, propagation_policy="Foreground")
+    # the owner is still there, being deleted, while its pod terminates
+    marked = batch.read_namespaced_job("stopped", ns)
+    assert marked.metadata.deletion_timestamp is not None and marked.metadata.finalizers == ["foregroundDeletion"]
+    pod = core.list_namespaced_pod(ns, label_selector="job-name=stopped").items[0]
+    assert pod.metadata.deletion_timestamp is not None and pod.metadata.deletion_grace_period_seconds == 30
+    deadline = time.monotonic() + 60
+    while batch.list_namespaced_job(ns, field_selector="metadata.name=stopped").items and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not batch.list_namespaced_job(ns, field_selector="metadata.name=stopped").items
+    assert not core.list_namespaced_pod(ns, label_selector="job-name=stopped").items
+    # the container acted on SIGTERM (a kill with no grace would have left no file)
+    assert (seen / "signal").read_text() == "TERM\n"
+    api_client.close()
+
+
 def test_pod_failure_policy_patterns_default_to_status_true(kube_api_nopods) -> None:
     """SetDefaults_PodFailurePolicyOnPodConditionsPattern and SetDefaults_Job
     (pkg/apis/batch/v1/defaults.go): a pattern without ``status`` is stored with ``"True"`` and a
