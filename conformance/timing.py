@@ -13,6 +13,7 @@ The checks call these functions; the tolerances live here, once.
 
 from __future__ import annotations
 
+from datetime import timezone
 from typing import Any, Iterable
 
 #: Seconds of clock granularity between two probe records on one machine (their clocks are the
@@ -25,6 +26,16 @@ LATENCY_TOLERANCE = 0.5
 #: to the next on a loaded machine. For a backend that starts attempts in milliseconds the
 #: tolerance stays about 0.5 s.
 LATENCY_JITTER = 0.25
+
+
+def epoch(moment: Any) -> float:
+    """A record's datetime as the probes' clock reads it (seconds since the epoch); naive ones
+    are UTC (some frameworks' stores drop the zone), and a missing one is 0 (long ago)."""
+    if moment is None:
+        return 0.0
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
 def _time(record: dict[str, Any]) -> float:

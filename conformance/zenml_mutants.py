@@ -100,3 +100,9 @@ EXPECTED: Dict[str, tuple[list[str], set[str]]] = {
     "RunIdNotInStepEnvironmentFlavor": (["RUNID-1", "ENV-1"], {"ENV-1", "RETRY-1"}),
     "ResourcesIgnoredFlavor": (["RES-5"], {"RES-5"}),
 }
+
+#: What a mutant may break on top of :data:`EXPECTED` in some runs, decided by a race: without
+#: the run-ID variable every step makes up its own ID, and of parallel root steps the first to
+#: reach ZenML claims the run while the others cannot be launched ("steps never ran", RUNID-1);
+#: when one root step wins the race cleanly only ENV-1 shows. Measured: seed 3 both ways.
+RACING: Dict[str, set[str]] = {"RunIdNotInStepEnvironmentFlavor": {"RUNID-1"}}

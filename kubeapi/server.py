@@ -107,6 +107,10 @@ def write_kubeconfig(path: Path, url: str, credentials: Credentials, namespace: 
     return path
 
 
+#: Seconds stop() waits for the server's cleanup (its containers removed) before giving up.
+STOP_TIMEOUT = 600
+
+
 class ServerThread:
     """The server on its own event loop in a daemon thread: ``start()`` returns the URL."""
 
@@ -163,7 +167,9 @@ class ServerThread:
 
     def stop(self) -> None:
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(30)
+            # the cleanup removes every container the server started: its time follows the
+            # engine's load, so the wait is bounded only against a hung engine
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(STOP_TIMEOUT)
 
         async def cancel_the_rest() -> None:  # open watches and log streams: ended, not destroyed pending
             tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]

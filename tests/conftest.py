@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tomllib
@@ -30,6 +31,13 @@ from orcakit import ComponentSpec, Pipeline, PipelineSnapshot, StackSpec
 from orcakit.reference import dematerialize, open_artifact_store, output_key
 from orcakit.reference import run_snapshot
 from orcakit.reference import RunRecord, RunStore, StepRecord
+
+# Tests that press Ctrl-C on a run (SIGINT to an `orcakit run`, a driver, a local step) need the
+# processes they start to act on it. A shell that starts this session in the background
+# (`scripts/test &`) hands it SIGINT ignored, every child inherits that, and Python keeps an
+# ignored SIGINT ignored: those tests would then fail for the way they were started.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The test process itself imports tests.pipelines.* by the same name the steps will use.
