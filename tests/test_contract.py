@@ -795,11 +795,12 @@ def test_capabilities_print_the_same_in_every_process():
     """A Capabilities repr is part of failure messages (Hypothesis prints a failing example's
     arguments); its sets follow string hashing, which each process seeds at random, so they
     print sorted: the same seed gives the same message in every process (checks side by side)."""
+    import os
     import subprocess
     import sys
 
     code = ("from orcakit import Capabilities, ExecutionMode\n"
             "print(repr(Capabilities(schedules=frozenset({'cron', 'interval', 'run_once'}), execution_modes=frozenset(ExecutionMode))))")
     printed = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(6)}
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(6)}
     assert len(printed) == 1, printed
