@@ -43,11 +43,29 @@ def retry_dag(retry: StepRetryConfig, succeeds_on: int | None) -> dict:
 def test_retries_follow_the_retry_config(fut, case):
     retry, succeeds_on = case
     assume(fut.expresses_retry(retry))
-    obs = fut.run(fut.compile_dag(retry_dag(retry, succeeds_on)))
+    found = Findings()
+    late = judge_retries(fut.run(fut.compile_dag(retry_dag(retry, succeeds_on))), retry, succeeds_on, found)
+    if late:
+        # The one judgement here that load can break on a correct backend is the upper bound: a
+        # burst on the machine can hold one start past the limit calibrated in the same run. A
+        # backend that waits too long does so in every run; a burst does not come back at the
+        # same retry. So a late retry is a verdict once a second run of the case is late too
+        # (every other judgement of that run holds on its own).
+        again = judge_retries(fut.run(fut.compile_dag(retry_dag(retry, succeeds_on))), retry, succeeds_on, found)
+        confirmed = sorted(set(late) & set(again))
+        if confirmed:
+            found.add(violation("RETRY-2", "; ".join(late[k] for k in confirmed),
+                                second_run="; ".join(again[k] for k in confirmed),
+                                retry=retry.model_dump(), formula="delays()[k-1] = delay * backoff**(k-1)"))
+    found.raise_any()
+
+
+def judge_retries(obs, retry: StepRetryConfig, succeeds_on: int | None, found: Findings) -> dict[int, str]:
+    """Add what one run of the case broke to ``found``, except late retries: those are returned
+    ({retry k: what was seen}) for the caller to confirm."""
     expected = retry.total_attempts if succeeds_on is None else succeeds_on
     starts = obs.starts.get("flaky", [])
     attempts = [r["attempt"] for r in starts]
-    found = Findings()
     # A retry under another run ID attaches to a run of its own (where its inputs are missing,
     # so it may never get as far as the probe): the attempt numbers and waits below would only
     # be consequences of that one bug.
@@ -69,21 +87,21 @@ def test_retries_follow_the_retry_config(fut, case):
     if len(baseline) != 2:
         raise violation("RETRY-1", f"step 'baseline' (max_retries=1, fails once) ran {len(baseline)} attempt(s), expected 2")
     latency = timing.retry_latency(baseline, obs)
+    late = {}
     for k, wait in enumerate(retry.delays()[: expected - 1], start=1):
         gap = starts[k]["time"] - starts[k - 1]["time"]
         if timing.retry_too_early(gap, wait):
             found.add(violation("RETRY-2", f"retry {k} started {gap:.3f}s after attempt {k}; the config asks for {wait:.3f}s",
                                 retry=retry.model_dump()))
         elif timing.retry_too_late(gap, wait, latency):
-            found.add(violation("RETRY-2", f"retry {k} started {gap:.3f}s after attempt {k}; the config asks for {wait:.3f}s "
-                                f"and this backend starts a retry with no wait in {latency:.3f}s",
-                                retry=retry.model_dump(), formula="delays()[k-1] = delay * backoff**(k-1)"))
+            late[k] = (f"retry {k} started {gap:.3f}s after attempt {k}; the config asks for {wait:.3f}s "
+                       f"and this backend starts a retry with no wait in {latency:.3f}s")
     final = obs.steps["flaky"].status.value
     wanted = "failed" if succeeds_on is None else "completed"
     if final != wanted or obs.run.status.value != wanted:
         found.add(violation("STATUS-3", f"after {expected} attempt(s) the step is {final} and the run "
                             f"{obs.run.status.value}, expected {wanted}"))
-    found.raise_any()
+    return late
 
 
 @pytest.mark.requirement("RETRY-1")

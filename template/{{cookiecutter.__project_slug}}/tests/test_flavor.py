@@ -79,8 +79,12 @@ def test_leftovers_are_found_and_killed_by_the_run_id_variable():
 
     orchestrator = {{ cookiecutter.class_prefix }}Flavor().create()
     run_id = uuid.uuid4().hex
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env={RUN_ID_ENV: run_id})
+    # Popen returns once exec has begun, before the kernel gives the new program its
+    # /proc/PID/environ (empty for that instant): wait for the process to say it runs.
+    program = "import time; print('running', flush=True); time.sleep(60)"
+    process = subprocess.Popen([sys.executable, "-c", program], env={RUN_ID_ENV: run_id}, stdout=subprocess.PIPE, text=True)
     try:
+        assert process.stdout.readline() == "running\n"
         assert orchestrator.leftover_resources(None, run_id) == [f"process {process.pid} (carries {RUN_ID_ENV}={run_id})"]
         assert orchestrator.leftover_resources(None, "another-run") == []
         orchestrator.kill_run(run_id)
