@@ -227,6 +227,12 @@ class ZenMLDriver(Driver):
         config = cls._config(config_file, options)
         workdir = Path(tempfile.mkdtemp(prefix="orcakit-zenml-"))
         os.environ.update(zenml_environment(workdir))  # this process reads the same store
+        from zenml.utils import source_utils
+
+        # ZenML derives its source root from __main__'s file, which a pytest-xdist worker lacks
+        # ("Unable to determine source root" on every read of a run); the probe steps' sources
+        # are installed modules, so the session's folder serves.
+        source_utils.set_custom_source_root(str(workdir))
         import logging
 
         # Re-reading a run that changes under us is what the driver does; ZenML warns each time.
@@ -717,9 +723,7 @@ class ZenMLDriver(Driver):
         from zenml.client import Client
         from zenml.utils import source_utils
 
-        # ZenML derives its source root from __main__'s file, which a pytest(-xdist) process may
-        # lack ("Unable to determine source root"); the probe steps' sources are installed modules.
-        source_utils.set_custom_source_root(str(self.workdir))
+        source_utils.set_custom_source_root(str(self.workdir))  # as at the session's start
         client = Client()
         runs = client.list_pipeline_runs(orchestrator_run_id=orchestrator_run_id)
         for run in runs.items:
