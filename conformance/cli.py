@@ -29,8 +29,8 @@ import click
 @click.option("--artifact-store", metavar="URI", help="artifact store of the conformance runs (default: a fresh folder; "
               "s3://bucket/prefix for remote backends)")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="checks run side by side in this many processes (pytest-xdist); default: 4 for orcakit flavors, "
-                   "never more than the flavor's max_concurrent_runs; 1 for other drivers (zenml:...)")
+              help="checks run side by side in this many processes (pytest-xdist); default: 4, "
+                   "never more than the flavor's max_concurrent_runs")
 @click.pass_context
 def certify(ctx: click.Context, flavor_name: str | None, out_dir: str, flavor_options: tuple[str, ...], flavor_config: str | None,
             run_store: str | None, artifact_store: str | None, workers: int | None) -> None:
@@ -70,9 +70,9 @@ def certify(ctx: click.Context, flavor_name: str | None, out_dir: str, flavor_op
     ctx.exit(0 if certifies and code == 0 else 1)
 
 
-def _workers(asked: int | None, limit: int | None | bool) -> int:
-    """How many checks run at once: as asked, else the default for the flavor's run limit
-    (``False``: another driver's flavor, run one check at a time); 1 without pytest-xdist."""
+def _workers(asked: int | None, limit: int | None) -> int:
+    """How many checks run at once: as asked, else the default for the flavor's run limit;
+    1 without pytest-xdist."""
     import importlib.util
 
     from .concurrency import default_workers
@@ -83,14 +83,15 @@ def _workers(asked: int | None, limit: int | None | bool) -> int:
         return 1
     if asked is not None:
         return asked
-    return 1 if limit is False else default_workers(limit or None)
+    return default_workers(limit)
 
 
-def _check_flavor_config(flavor_name: str, options: tuple[str, ...], config_file: str | None) -> int | None | bool:
+def _check_flavor_config(flavor_name: str, options: tuple[str, ...], config_file: str | None) -> int | None:
     """Refuse a config the suite would refuse, before a pytest process is started for it: the
     flavor resolved as the plugin resolves it, the options parsed by the same parser
     (:mod:`orcakit.options`), so the message is the one ``pytest --flavor`` would give.
-    Returns the flavor's ``max_concurrent_runs`` (``False`` for another driver's flavor)."""
+    Returns the flavor's ``max_concurrent_runs`` (None for another driver's flavor: each check's
+    session is its own ZenML store and folder, so checks side by side share nothing there)."""
     from orcakit import load_flavor
     from orcakit.options import parse_flavor_config
 
@@ -108,7 +109,7 @@ def _check_flavor_config(flavor_name: str, options: tuple[str, ...], config_file
 
             raise ConfigurationError("--flavor=zenml:... needs ZenML, which is not installed",
                                      fix="pip install 'orcakit[zenml]' (ZenML 0.98, with its local extras)")
-        return False
+        return None
 
     reference, _ = _resolve_reference(flavor_name)
     flavor = load_flavor(reference)
