@@ -8,7 +8,10 @@ backend was measured to take *in the same run, under the same load* — the late
 starts a process after another ended (a retry with no wait, a step after its upstream) — or with
 the run's own records (a step's start and its sleep), which a loaded machine delays alike.
 
-The checks call these functions; the tolerances live here, once.
+The checks call these functions; the tolerances live here, once. An upper bound (a retry that
+started late) can still be broken by a burst of load on a correct backend, since load only ever
+delays: a check confirms such a verdict with a second run of the same case (a backend that waits
+too long does so in every run). A lower bound never needs that.
 """
 
 from __future__ import annotations
