@@ -37,6 +37,7 @@ from orcakit import (
 from orcakit.reference import dematerialize, log_key, open_artifact_store, output_key
 from orcakit.reference import run_snapshot
 from orcakit.reference import RunStore
+from tests.limits import WHOLE_SUITE_SECONDS
 from tests.moto_server import S3_ENV, start_moto
 
 pytestmark = pytest.mark.docker
@@ -878,7 +879,7 @@ def test_the_conformance_suite_passes_on_docker(engine, tmp_path: Path):
         [sys.executable, "-m", "pytest", "--flavor=docker", f"--conformance-profile={profile}", f"--report-dir={report}",
          f"--conformance-artifact-store={artifacts}",
          f"--conformance-run-store=sqlite:///{tmp_path / 'conformance' / 'db' / 'runs.db'}", "-q", "-p", "no:cacheprovider"],
-        cwd=folder, env=env, capture_output=True, text=True, timeout=1800,
+        cwd=folder, env=env, capture_output=True, text=True, timeout=WHOLE_SUITE_SECONDS,
     )
     duration = time.monotonic() - started
     for path in (artifacts / "snapshots").glob("*.json"):

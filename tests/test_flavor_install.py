@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from orcakit.reference.cli import cli
+from tests.limits import WHOLE_SUITE_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +47,7 @@ def test_a_generated_flavor_installs_as_its_readme_says(tmp_path: Path, monkeypa
     env["PATH"] = f"{bindir}:{env.get('PATH', '')}"
     env["ORCAKIT_HOME"] = str(tmp_path / "home")
     script = "set -ex\n" + "\n".join(lines) + "\n"
-    done = subprocess.run(["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True, timeout=WHOLE_SUITE_SECONDS)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert (project / ".venv" / "bin" / "orcakit").exists()
     assert "passed" in done.stdout and "failed" not in done.stdout.splitlines()[-1], done.stdout[-2000:]

@@ -25,6 +25,7 @@ pytest.importorskip("kubernetes")
 
 from orcakit import ComponentSpec, ExecutionStatus, StackSpec  # noqa: E402
 from orcakit.reference import run_snapshot  # noqa: E402
+from tests.limits import WHOLE_SUITE_SECONDS  # noqa: E402
 from tests.moto_server import S3_ENV, start_moto  # noqa: E402
 
 pytest_plugins = ["tests.kubeapi.fixtures"]
@@ -318,5 +319,5 @@ def test_the_conformance_suite_passes_against_the_test_environment(kube_api, par
     env = {**os.environ, **S3_ENV, "AWS_ENDPOINT_URL": moto_s3}
     env.pop("PYTHONPATH", None)
     done = subprocess.run(conformance_command(kube_api, pg_url, f"s3://{BUCKET}/conformance-{profile}", profile),
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=WHOLE_SUITE_SECONDS)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]

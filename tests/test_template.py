@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from orcakit.reference.cli import cli
 from orcakit.template import TEMPLATE_DIR
 from orcakit.template.hooks.pre_gen_project import problems
+from tests.limits import WHOLE_SUITE_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template"
@@ -295,7 +296,7 @@ def test_a_baked_project_installs_in_a_fresh_venv_and_passes_its_tests_and_the_q
     environment = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
     done = subprocess.run(
         [str(python), "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider"], cwd=project, env=environment,
-        capture_output=True, text=True, timeout=1800,
+        capture_output=True, text=True, timeout=WHOLE_SUITE_SECONDS,
     )
     summary = done.stdout[-4000:] + done.stderr[-2000:]
     assert done.returncode == 0, summary

@@ -23,11 +23,12 @@ import pytest
 pytest.importorskip("zenml", reason="the ZenML driver needs the zenml extra (pip install 'orcakit[zenml]')")
 
 from orcakit.conformance.driver import Driver, check_driver_class, driver_class  # noqa: E402
+from tests.limits import WHOLE_SUITE_SECONDS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def suite(tmp_path: Path, *args: str, timeout: float = 1500, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict | None]:
+def suite(tmp_path: Path, *args: str, timeout: float = WHOLE_SUITE_SECONDS, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict | None]:
     """``pytest --conformance-profile=quick ARGS`` in an empty folder, and its report.json."""
     out = tmp_path / "bundle"
     work = tmp_path / "empty"
@@ -194,7 +195,7 @@ def test_zenml_local_docker_runs_the_suite_to_the_end(tmp_path: Path) -> None:
     sessions = tmp_path / "tmp"  # the session's ZenML config (and so its containers' env) lives here
     sessions.mkdir()
     try:
-        done, report = suite(tmp_path, "--flavor=zenml:local_docker", timeout=3600, env={"TMPDIR": str(sessions)})
+        done, report = suite(tmp_path, "--flavor=zenml:local_docker", env={"TMPDIR": str(sessions)})
     finally:
         # local_docker never removes its step containers (CLEAN-1, measured): this test removes
         # those of its own session.
@@ -368,7 +369,7 @@ def test_each_zenml_mutant_is_caught_on_exactly_its_requirements(tmp_path: Path,
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-W", "ignore::DeprecationWarning",
                "--conformance-profile=quick", f"--conformance-seed={seed}", f"--report-dir={out}",
                f"--flavor=zenml:orcakit.conformance.zenml_mutants:{mutant}", *(f"--requirement={r}" for r in selected)]
-    done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=1500)
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=WHOLE_SUITE_SECONDS)
     assert (out / "report.json").is_file(), done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     failed = {row["id"] for row in report["requirements"] if row["outcome"] == "failed"}

@@ -22,6 +22,7 @@ import pytest
 pytest.importorskip("zenml", reason="the ZenML driver needs the zenml extra (pip install 'orcakit[zenml]')")
 pytest.importorskip("aiohttp", reason="the local Kubernetes API environment needs the kubeapi extra")
 
+from tests.limits import WHOLE_SUITE_SECONDS  # noqa: E402
 from tests.test_zenml_bridge import explained, outcomes, suite  # noqa: E402
 
 IMAGE = os.environ.get("ORCAKIT_ZENML_KUBERNETES_IMAGE", "orcakit-zenml-kubernetes:latest")
@@ -63,7 +64,7 @@ def test_zenml_kubernetes_runs_unmodified_against_the_local_kubernetes_api(tmp_p
     sessions = tmp_path / "tmp"  # the session's ZenML config (so its pods' store URL) lives here
     sessions.mkdir()
     done, report = suite(tmp_path, "--flavor=zenml:kubernetes", "-k", "every_step_of_a_run_sees_the_same_run_id",
-                         "--conformance-timeout=900", timeout=1500,
+                         "--conformance-timeout=900", timeout=WHOLE_SUITE_SECONDS,
                          env={"TMPDIR": str(sessions)})
     assert report is not None, done.stdout[-3000:] + done.stderr[-3000:]
     explained(report)
