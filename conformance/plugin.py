@@ -122,7 +122,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--disable-requirement", action="append", default=[], metavar="ID",
                     help="do not run the checks of this requirement; reported as 'disabled' (not allowed with --certify)")
     group.addoption("--conformance-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                    help="longest a single conformance run may take before it counts as hanging")
+                    help="longest a conformance run may go without progress (no run or step status changing) before it "
+                         "counts as hanging; a run that progresses but never ends, 5 times that")
     group.addoption("--conformance-run-store", default=None, metavar="URL",
                     help="run store for conformance runs (default: a fresh SQLite file)")
     group.addoption("--conformance-artifact-store", default=None, metavar="URI",
